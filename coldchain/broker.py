@@ -1,0 +1,222 @@
+"""The embedded zero-setup MQTT broker (SPEC §10, "embedded default").
+
+``coldchain demo`` and ``coldchain serve`` start one when ``COLDCHAIN_BROKER``
+is unset, so a new user needs nothing but Python. It is amqtt's broker, run in
+a daemon thread with its own asyncio event loop, listening on loopback only.
+
+It is for demos, not production: amqtt speaks MQTT 3.1.1 only (no MQTT 5, so
+no shared subscriptions and no session expiry property), keeps sessions in
+memory, and replays at most 65,535 queued messages to a reconnecting session.
+Production uses Mosquitto (``configs/mosquitto/``). Measurements and limits are
+in ``docs/BROKER.md``.
+
+::
+
+    with EmbeddedBroker() as broker:
+        url = broker.url          # "mqtt://127.0.0.1:54321"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from amqtt.broker import Broker
+from amqtt.plugins.base import BaseAuthPlugin
+
+from coldchain.errors import BrokerError
+
+if TYPE_CHECKING:
+    from amqtt.session import Session
+
+__all__ = ["DEFAULT_SESSION_EXPIRY_S", "DEFAULT_START_TIMEOUT_S", "EmbeddedBroker"]
+
+DEFAULT_START_TIMEOUT_S = 10.0
+"""How long :meth:`EmbeddedBroker.start` waits for the port to accept connections."""
+
+DEFAULT_SESSION_EXPIRY_S = 24 * 3600
+"""How long the broker keeps an offline persistent session (and its queue), seconds."""
+
+_STOP_TIMEOUT_S = 10.0
+_AMQTT_LOGGERS = ("amqtt", "transitions")
+
+
+class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no type information
+    """Accept every client without marking its session anonymous.
+
+    amqtt's own ``AnonymousAuthPlugin`` flags each session ``is_anonymous``,
+    and amqtt then neither queues QoS 1 messages for such a session while it is
+    offline nor keeps the session: it is dropped by the next sweep of the
+    session monitor (within about a second). That breaks the persistent
+    sessions SPEC §2 relies on, so the embedded broker uses this plugin
+    instead. It listens on loopback only.
+    """
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        """Accept the connection (the listener is bound to loopback)."""
+        return True
+
+
+class EmbeddedBroker:
+    """An in-process MQTT 3.1.1 broker on ``host:port`` (``port=0``: a free port).
+
+    ``start()`` blocks until the port accepts TCP connections and returns the
+    broker URL. ``stop()`` shuts the broker down, ends its thread and closes its
+    event loop; it is safe to call twice. Use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            msg = f"port must be 0 (pick a free one) or 1..65535, not {port}"
+            raise BrokerError(msg)
+        if session_expiry_s < 0:
+            msg = f"session_expiry_s must be >= 0, not {session_expiry_s}"
+            raise BrokerError(msg)
+        self._host = host
+        self._requested_port = port
+        self._session_expiry_s = session_expiry_s
+        self._start_timeout_s = start_timeout_s
+        self._port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port`` of the running broker; BrokerError if not started."""
+        if self._port is None:
+            msg = "the embedded broker is not running; call start() first"
+            raise BrokerError(msg)
+        return f"mqtt://{self._host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        """True between a successful ``start()`` and ``stop()``."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> str:
+        """Start the broker thread and wait until its port is listening.
+
+        It returns once amqtt's listener is bound and listening, so a client
+        may connect at once. (No probe connection is made: amqtt leaks the
+        transport of a connection that closes before sending CONNECT.)
+
+        Returns the broker URL. Raises BrokerError if it cannot bind the port or
+        does not come up within ``start_timeout_s``.
+        """
+        if self._thread is not None:
+            msg = f"the embedded broker is already started at {self.url}"
+            raise BrokerError(msg)
+        self._ready.clear()
+        self._error = None
+        thread = threading.Thread(target=self._run, name="coldchain-embedded-broker", daemon=True)
+        self._thread = thread
+        thread.start()
+        if not self._ready.wait(self._start_timeout_s) or self._error is not None:
+            error = self._error
+            self.stop()
+            where = f"{self._host}:{self._requested_port}"
+            if error is None:
+                msg = f"embedded broker did not start on {where} within {self._start_timeout_s}s"
+                raise BrokerError(msg)
+            msg = f"embedded broker could not start on {where}: {error}"
+            raise BrokerError(msg) from error
+        return self.url
+
+    def stop(self) -> None:
+        """Shut the broker down and join its thread. Idempotent."""
+        thread, loop, stop_event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None:
+            # The loop may already be closed if startup failed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop_event.set)
+        thread.join(_STOP_TIMEOUT_S)
+        self._thread = None
+        self._port = None
+        if thread.is_alive():
+            msg = f"embedded broker thread did not stop within {_STOP_TIMEOUT_S}s"
+            raise BrokerError(msg)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = self.url if self._port is not None else "stopped"
+        return f"<EmbeddedBroker {state}>"
+
+    # -- the broker thread --------------------------------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"{self._host}:{self._requested_port}"},
+            },
+            "session_expiry_interval": self._session_expiry_s,
+            # Only our auth plugin: no $SYS publisher, no packet/event loggers.
+            "plugins": {f"{__name__}.{OpenAuthPlugin.__name__}": {}},
+        }
+
+    def _run(self) -> None:
+        _quiet_amqtt_logging()
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # handed to start() in the caller's thread
+            self._error = exc
+        finally:
+            self._loop = None
+            self._stop_event = None
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        broker = Broker(self._config())
+        await broker.start()
+        try:
+            self._port = _bound_port(broker)
+            self._ready.set()
+            await self._stop_event.wait()
+        finally:
+            await broker.shutdown()
+
+
+def _bound_port(broker: Broker) -> int:
+    """The TCP port the broker's default listener actually bound (``port=0`` case)."""
+    server = broker._servers["default"].instance  # amqtt has no public accessor
+    sockets = server.sockets
+    port = sockets[0].getsockname()[1]
+    return int(port)
+
+
+def _quiet_amqtt_logging() -> None:
+    """amqtt logs every connection at INFO; keep it to WARNING unless the user chose."""
+    for name in _AMQTT_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)

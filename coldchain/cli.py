@@ -1,0 +1,379 @@
+"""The ``coldchain`` command line (SPEC §9). Thin shells over :mod:`coldchain.service`.
+
+Every command reads its settings from ``--config FILE`` or ``COLDCHAIN_CONFIG``;
+``COLDCHAIN_STORE``, ``COLDCHAIN_BROKER`` and ``COLDCHAIN_PRODUCTS`` override.
+Errors print one line naming what is wrong and exit 2; ``--json`` prints
+machine output only.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coldchain.errors import ColdchainError
+from coldchain.importers import parse_csv, to_messages
+from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
+from coldchain.service import Context, evaluate_shipments
+
+app = typer.Typer(
+    name="coldchain",
+    help=(
+        "Cold-chain shipment monitoring: loggers publish over MQTT, coldchain stores and "
+        "evaluates the readings against the product's stability limits and raises alerts.\n\n"
+        "Start with `coldchain demo` (needs nothing installed), then `coldchain serve`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+shipment_app = typer.Typer(help="Register, list, show and close shipments.", no_args_is_help=True)
+alerts_app = typer.Typer(help="List alerts.", no_args_is_help=True)
+dead_app = typer.Typer(help="Inspect rejected messages (dead letters).", no_args_is_help=True)
+app.add_typer(shipment_app, name="shipment")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dead_app, name="dead-letters")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings file (default: $COLDCHAIN_CONFIG or ./coldchain.toml).",
+                 envvar="COLDCHAIN_CONFIG", show_envvar=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
+
+
+def _ctx(config: Path | None) -> Context:
+    return Context(config_file=config)
+
+
+def _fail(exc: Exception) -> NoReturn:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _when(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        _fail(ValueError(f"{name}: {text!r} is not an ISO 8601 time"))
+    if dt.tzinfo is None:
+        _fail(ValueError(f"{name}: {text!r} has no time zone; add Z or an offset"))
+    return dt_to_ms(dt)
+
+
+def shipment_json(s: Shipment) -> dict[str, Any]:
+    return {
+        "id": s.id, "product": s.product, "loggers": list(s.loggers), "lot": s.lot,
+        "origin": s.origin, "destination": s.destination, "status": s.status.value,
+        "start": iso(s.start_ms) if s.start_ms is not None else None,
+        "end": iso(s.end_ms) if s.end_ms is not None else None,
+        "created_at": iso(s.created_ms),
+    }
+
+
+# -- shipments -------------------------------------------------------------------
+
+
+@shipment_app.command("create")
+def shipment_create(
+    shipment_id: Annotated[str, typer.Argument(metavar="ID", help="Shipment id, e.g. S-2026-0042.")],
+    product: Annotated[str, typer.Option(help="Product profile id, e.g. cart-ln2 or vaccine-2-8.")],
+    logger: Annotated[list[str], typer.Option(
+        help="Logger id; repeat for a backup (the first is the primary).")],
+    lot: Annotated[str | None, typer.Option(help="Product lot (budgets are per lot).")] = None,
+    origin: Annotated[str | None, typer.Option(help="Origin country, ISO 3166 (e.g. SG).")] = None,
+    destination: Annotated[str | None, typer.Option(help="Destination country (e.g. ID).")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Monitoring start, device time (RFC 3339); earlier readings are not this shipment's."
+    )] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a shipment so its loggers' readings are evaluated against PRODUCT.
+
+    Example: coldchain shipment create S-1 --product cart-ln2 --logger LG-00042 --origin SG --destination ID
+    """
+    ctx = _ctx(config)
+    try:
+        for ident, what in [(shipment_id, "shipment id"), *[(lg, "logger id") for lg in logger]]:
+            if not valid_id(ident):
+                raise ValueError(f"{what} {ident!r} must match ^[A-Za-z0-9._-]{{1,64}}$")
+        for cc, what in ((origin, "--origin"), (destination, "--destination")):
+            if cc is not None and not (len(cc) == 2 and cc.isalpha() and cc.isupper()):
+                raise ValueError(f"{what} {cc!r} must be an ISO 3166 alpha-2 code such as SG")
+        ctx.profiles.get(product)
+        shipment = Shipment(
+            id=shipment_id, product=product, loggers=tuple(logger), lot=lot, origin=origin,
+            destination=destination, status=ShipmentStatus.IN_TRANSIT,
+            start_ms=_when(start, "--start"), created_ms=ctx.clock.now_ms(),
+        )
+        ctx.store.create_shipment(shipment)
+        ctx.store.audit(actor="cli", action="created", entity="shipment", entity_id=shipment_id,
+                        ts_ms=shipment.created_ms, detail=shipment_json(shipment))
+    except (ColdchainError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json(shipment_json(shipment))
+    else:
+        out.print(f"created shipment [bold]{shipment_id}[/] ({product}, logger "
+                  f"{', '.join(logger)})")
+
+
+@shipment_app.command("show")
+def shipment_show(
+    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one shipment."""
+    ctx = _ctx(config)
+    try:
+        s = ctx.store.get_shipment(shipment_id)
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json(shipment_json(s))
+        return
+    for key, value in shipment_json(s).items():
+        out.print(f"[bold]{key:12}[/] {value}")
+
+
+@shipment_app.command("list")
+def shipment_list(
+    status: Annotated[ShipmentStatus | None, typer.Option(help="Only this status.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List shipments, oldest first."""
+    ctx = _ctx(config)
+    try:
+        shipments = ctx.store.list_shipments(status=status)
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json([shipment_json(s) for s in shipments])
+        return
+    table = Table("id", "product", "lane", "loggers", "status", "start")
+    for s in shipments:
+        table.add_row(s.id, s.product, s.lane, ", ".join(s.loggers), s.status.value,
+                      iso(s.start_ms) if s.start_ms is not None else "")
+    out.print(table)
+
+
+@shipment_app.command("close")
+def shipment_close(
+    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    end: Annotated[str | None, typer.Option(
+        help="Delivery time, device time (RFC 3339); default: now.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Mark a shipment delivered and closed: its last reading holds until END at most."""
+    ctx = _ctx(config)
+    try:
+        s = ctx.store.get_shipment(shipment_id)
+        end_ms = _when(end, "--end") or ctx.clock.now_ms()
+        ctx.store.update_shipment(replace(s, status=ShipmentStatus.CLOSED, end_ms=end_ms))
+        ctx.store.audit(actor="cli", action="closed", entity="shipment", entity_id=shipment_id,
+                        ts_ms=ctx.clock.now_ms(), detail={"end": iso(end_ms)})
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    out.print(f"closed shipment [bold]{shipment_id}[/] at {iso(end_ms)}")
+
+
+# -- import, evaluate, alerts ----------------------------------------------------------
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="The logger file to import.")],
+    shipment: Annotated[str, typer.Option(help="Shipment the readings belong to.")],
+    fmt: Annotated[str, typer.Option("--format", help="File format: csv (ts,temp_c).")] = "csv",
+    config: ConfigOpt = None,
+) -> None:
+    """Import an offline logger file through the same pipeline as MQTT readings.
+
+    CSV: a header 'ts,temp_c', then one reading a line; ts is RFC 3339 with a zone
+    (2026-11-26T03:00:00Z) or Unix seconds. A bad line refuses the whole file.
+    """
+    from coldchain.pipeline import Pipeline  # noqa: PLC0415 - heavy import, only here
+
+    ctx = _ctx(config)
+    try:
+        if fmt != "csv":
+            raise ValueError(f"--format {fmt!r} is not supported yet; use csv")
+        s = ctx.store.get_shipment(shipment)
+        readings = parse_csv(file.read_text(encoding="utf-8-sig"), source=str(file))
+        pipeline = Pipeline(ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock)
+        before = pipeline.counters.readings
+        raised = []
+        for message in to_messages(readings, logger_id=s.loggers[0],
+                                   received_ms=ctx.clock.now_ms(),
+                                   prefix=ctx.settings.broker.topic_prefix):
+            raised += pipeline.handle([message])
+        c = pipeline.counters
+    except (ColdchainError, ValueError, OSError) as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    out.print(f"imported {c.readings - before} new readings into {shipment} "
+              f"({c.duplicates} duplicates, {c.rejected} rejected to dead letters, "
+              f"{len(raised)} alerts)")
+
+
+@app.command("evaluate")
+def evaluate(
+    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    now: Annotated[str | None, typer.Option(
+        help="Evaluate as of this time (RFC 3339); default: now. Only matters while open.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a shipment's stored readings against its product profile (SPEC §4, §7)."""
+    ctx = _ctx(config)
+    try:
+        s = ctx.store.get_shipment(shipment_id)
+        now_ms = _when(now, "--now") or ctx.clock.now_ms()
+        ev = evaluate_shipments(ctx.store, ctx.profiles, [s], now_ms=now_ms)[s.id]
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    doc = ev.to_json()
+    if as_json:
+        _print_json(doc)
+        return
+    colour = {"PASS": "green", "REVIEW": "yellow", "FAIL": "red"}[ev.verdict]
+    out.print(f"[bold]{s.id}[/] {s.product} {s.lane}: [bold {colour}]{ev.verdict}[/]")
+    out.print(f"readings {doc['readings']}, min {doc['min_c']} °C, max {doc['max_c']} °C, "
+              f"mean {doc['mean_c']} °C, MKT {doc['mkt_c']} °C")
+    for alarm in doc["alarms"]:
+        if alarm["fired"]:
+            out.print(f"  alarm {alarm['id']} ({alarm['severity']}) fired at "
+                      f"{alarm['triggered_at']}")
+    for gap in doc["gaps"]:
+        out.print(f"  data gap {gap['start']} → {gap['end']} ({gap['minutes']} min)")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    shipment: Annotated[str | None, typer.Option(help="Only this shipment.")] = None,
+    state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List alerts (SPEC §6), oldest first."""
+    ctx = _ctx(config)
+    try:
+        alerts = ctx.store.list_alerts(shipment_id=shipment, state=state)
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json([a.to_json() for a in alerts])
+        return
+    table = Table("id", "shipment", "type", "severity", "rule", "triggered", "state")
+    for a in alerts:
+        table.add_row(a.id, a.shipment_id, a.type, a.severity, a.rule, iso(a.triggered_ms),
+                      a.state)
+    out.print(table)
+
+
+@dead_app.command("list")
+def dead_letters_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show rejected messages with the reason each was refused."""
+    ctx = _ctx(config)
+    try:
+        letters = ctx.store.list_dead_letters(limit=limit)
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json([{"id": d.id, "received_at": iso(d.received_ms), "topic": d.topic,
+                      "logger_id": d.logger_id, "reason": d.reason,
+                      "payload": d.payload.decode("utf-8", "replace")} for d in letters])
+        return
+    for d in letters:
+        out.print(f"[bold]#{d.id}[/] {iso(d.received_ms)} {d.topic}\n  {d.reason}", highlight=False)
+
+
+# -- demo and serve ----------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    shipments: Annotated[int, typer.Option(help="Simulated shipments.")] = 10,
+    duration: Annotated[float, typer.Option(help="Seconds to replay the fleet's days in.")] = 45.0,
+    workdir: Annotated[Path, typer.Option(help="Where the demo's database and evaluations go.")] = (
+        Path("var/demo")
+    ),
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
+) -> None:
+    """Run everything on this machine: embedded MQTT broker, pipeline, a simulated APAC fleet.
+
+    Shows live progress and alerts, then a verdict per shipment, and ends by itself.
+    Set COLDCHAIN_BROKER to use your own broker instead of the embedded one.
+    """
+    from coldchain.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
+
+    try:
+        run_demo(shipments=shipments, duration_s=duration, workdir=workdir, seed=seed,
+                 console=out)
+    except ColdchainError as exc:
+        _fail(exc)
+
+
+@app.command("serve")
+def serve(
+    config: ConfigOpt = None,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="Join the shared subscription as one of several workers.")] = False,
+) -> None:
+    """Ingest telemetry from the broker until interrupted (Ctrl-C).
+
+    With COLDCHAIN_BROKER unset, an embedded broker listens on 127.0.0.1:1883.
+    """
+    from coldchain.serve import run_serve  # noqa: PLC0415
+
+    ctx = _ctx(config)
+    try:
+        run_serve(ctx, worker=worker, console=out)
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    app()

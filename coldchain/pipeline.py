@@ -1,0 +1,412 @@
+"""The ingest pipeline: messages in, readings stored, findings raised (SPEC §3, §4, §6).
+
+Transport-free: :class:`Pipeline` takes ``(topic, payload, received_ms)``
+messages in batches from whoever receives them (the MQTT subscriber's writer
+thread, the CSV importer, tests) and does, per batch and in one transaction:
+
+1. decode every message (pure); every reject goes to dead letters with its
+   reason, and a bad message never stops the batch;
+2. store the readings, deduplicated; conflicting copies go to the audit log;
+3. feed the new readings to each affected shipment's
+   :class:`~coldchain.streaming.ShipmentMonitor` and raise an alert for every
+   new firing, plus logger-health alerts (clock skew, sensor fault, battery).
+
+:class:`Writer` is the thread that drains a queue into batches, so that the
+MQTT network thread never waits on the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from coldchain.alerts import Alert, alarm_alert, logger_alert
+from coldchain.clock import Clock
+from coldchain.config import Settings
+from coldchain.decoding import decode_status, decode_telemetry
+from coldchain.errors import ColdchainError, DecodeError
+from coldchain.evaluation import Evaluation, Firing
+from coldchain.models import MS_PER_MIN, Reading, Reject, Shipment, ShipmentStatus, iso
+from coldchain.profiles import ProfileSet
+from coldchain.store import Store
+from coldchain.streaming import ShipmentMonitor
+from coldchain.topics import parse_topic
+
+log = logging.getLogger("coldchain.pipeline")
+
+Message = tuple[str, bytes, int]
+"""``(topic, payload, received_ms)`` as a transport hands it over."""
+
+AlertSink = Callable[[Alert], None]
+
+
+@dataclass
+class Counters:
+    """What the pipeline has done since start (exported as metrics)."""
+
+    messages: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    alerts: int = 0
+    batches: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass
+class _LoggerHealth:
+    skewed: bool = False
+    faults_in_row: int = 0
+    fault_alerted: bool = False
+    battery_low: bool = False
+
+
+def _reason_class(reason: str) -> str:
+    return reason.split(":", 1)[0][:40]
+
+
+class Pipeline:
+    """Decode, store, evaluate and alert; one instance per process, fed by one thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        profiles: ProfileSet,
+        settings: Settings,
+        *,
+        clock: Clock,
+        alert_sinks: Sequence[AlertSink] = (),
+    ) -> None:
+        self.store = store
+        self.profiles = profiles
+        self.settings = settings
+        self.clock = clock
+        self.alert_sinks = list(alert_sinks)
+        self.prefix = settings.broker.topic_prefix
+        self.counters = Counters()
+        self._monitors: dict[str, ShipmentMonitor] = {}
+        self._shipments: dict[str, Shipment] = {}
+        self._by_logger: dict[str, list[str]] = defaultdict(list)
+        self._health: dict[str, _LoggerHealth] = defaultdict(_LoggerHealth)
+        self._lock = threading.RLock()
+        self.reload_shipments()
+
+    # -- shipments ---------------------------------------------------------------
+
+    def reload_shipments(self) -> list[Alert]:
+        """(Re)load open shipments and their monitors from the store.
+
+        Firings found in stored data whose alert is not in the store yet (data
+        imported, or stored before the shipment was registered) are raised now.
+        """
+        with self._lock:
+            known = {s.id: s for s in self.store.list_shipments()
+                     if s.status != ShipmentStatus.CLOSED}
+            for sid in list(self._monitors):
+                if sid not in known:
+                    del self._monitors[sid]
+            self._by_logger.clear()
+            pending: list[Alert] = []
+            for shipment in known.values():
+                for logger in shipment.loggers[:1]:  # the primary is evaluated (SPEC §4.2)
+                    self._by_logger[logger].append(shipment.id)
+            old, self._shipments = self._shipments, known
+            for shipment in known.values():
+                if shipment.id not in self._monitors or old.get(shipment.id) != shipment:
+                    pending.extend(self._load_monitor(shipment))
+            raised = [a for a in pending if self.store.upsert_alert(a)]
+            self._emit(raised)
+            return raised
+
+    def _load_monitor(self, shipment: Shipment) -> list[Alert]:
+        profile = self.profiles.get(shipment.product)
+        monitor = ShipmentMonitor(shipment.id, profile, end_ms=shipment.end_ms)
+        self._monitors[shipment.id] = monitor
+        readings = self.store.readings_for_loggers(
+            shipment.loggers[:1], start_ms=shipment.start_ms, end_ms=shipment.end_ms
+        )
+        now = self.clock.now_ms()
+        existing = {a.id for a in self.store.list_alerts(shipment_id=shipment.id)}
+        alerts = [self._alarm_alert(shipment.id, f, monitor, now)
+                  for f in monitor.add((r.ts_ms, r.temp_c) for r in readings)]
+        return [a for a in alerts if a.id not in existing]
+
+    def monitor(self, shipment_id: str) -> ShipmentMonitor:
+        with self._lock:
+            return self._monitors[shipment_id]
+
+    def evaluate(self, shipment_id: str, *, now_ms: int | None = None) -> Evaluation:
+        """The live evaluation of an open shipment (same rules as the batch path)."""
+        with self._lock:
+            return self._monitors[shipment_id].evaluate(now_ms=now_ms or self.clock.now_ms())
+
+    # -- batches -----------------------------------------------------------------
+
+    def handle(self, messages: Sequence[Message]) -> list[Alert]:
+        """Process one batch; returns the alerts raised. Never raises for bad input."""
+        with self._lock:
+            return self._handle(messages)
+
+    def _handle(self, messages: Sequence[Message]) -> list[Alert]:
+        readings: list[Reading] = []
+        rejects: list[Reject] = []
+        alerts: list[Alert] = []
+        now = self.clock.now_ms()
+        for topic, payload, received_ms in messages:
+            self.counters.messages += 1
+            try:
+                parsed = parse_topic(topic, prefix=self.prefix)
+                if parsed.kind == "telemetry":
+                    decoded = decode_telemetry(payload, logger_id=parsed.ident, topic=topic,
+                                               received_ms=received_ms)
+                    readings.extend(decoded.readings)
+                    rejects.extend(decoded.rejects)
+                    alerts.extend(self._health_of(decoded.logger_id, decoded.readings,
+                                                  decoded.rejects, decoded.battery_pct, now))
+                elif parsed.kind == "status":
+                    status = decode_status(payload)
+                    self.store.record_logger_status(parsed.ident, ts_ms=received_ms,
+                                                    online=status.online,
+                                                    battery_pct=status.battery_pct)
+                    alerts.extend(self._health_of(parsed.ident, (), (), status.battery_pct, now))
+                else:
+                    raise DecodeError(f"topic kind {parsed.kind!r} is not ingested here")
+            except DecodeError as exc:
+                rejects.append(Reject(exc.reason, topic, payload, received_ms,
+                                      _logger_of(topic)))
+                if exc.reason.startswith("sensor fault"):
+                    alerts.extend(self._health_of(_logger_of(topic) or "", (), rejects[-1:],
+                                                  None, now))
+            except Exception as exc:  # a bug must not stop ingestion: keep the message
+                log.exception("internal error on a message from %s", topic)
+                rejects.append(Reject(f"internal error: {exc!r}", topic, payload, received_ms,
+                                      _logger_of(topic)))
+        with self.store.transaction():
+            result = self.store.insert_readings(readings)
+            self.store.add_dead_letters(rejects)
+            for conflict in result.conflicts:
+                self.store.audit(
+                    actor="pipeline", action="reading_conflict", entity="logger",
+                    entity_id=conflict.kept.logger_id, ts_ms=now,
+                    detail={"kept": {"ts": iso(conflict.kept.ts_ms), "seq": conflict.kept.seq,
+                                     "temp_c": conflict.kept.raw_temp_c},
+                            "refused": {"ts": iso(conflict.refused.ts_ms),
+                                        "seq": conflict.refused.seq,
+                                        "temp_c": conflict.refused.raw_temp_c}},
+                )
+            alerts.extend(self._evaluate_new(result.new, now))
+            raised = [a for a in alerts if self.store.upsert_alert(a)]
+        self.counters.batches += 1
+        self.counters.readings += len(result.new)
+        self.counters.duplicates += result.duplicates
+        self.counters.conflicts += len(result.conflicts)
+        self.counters.rejected += len(rejects)
+        for reject in rejects:
+            self.counters.by_reason[_reason_class(reject.reason)] += 1
+        self._emit(raised)
+        return raised
+
+    def tick(self) -> list[Alert]:
+        """Scheduled: firings proven by the hold of silent loggers' last readings."""
+        with self._lock:
+            now = self.clock.now_ms()
+            alerts = []
+            for sid, monitor in self._monitors.items():
+                for firing in monitor.tick(now):
+                    alerts.append(self._alarm_alert(sid, firing, monitor, now))
+            raised = [a for a in alerts if self.store.upsert_alert(a)]
+            self._emit(raised)
+            return raised
+
+    def _emit(self, raised: Iterable[Alert]) -> None:
+        for alert in raised:
+            self.counters.alerts += 1
+            for sink in self.alert_sinks:
+                try:
+                    sink(alert)
+                except Exception:  # one failing channel must not stop the others
+                    log.exception("alert sink %r failed for %s", sink, alert.id)
+
+    def _alarm_alert(self, sid: str, firing: Firing, monitor: ShipmentMonitor, now: int) -> Alert:
+        return alarm_alert(firing, shipment=self._shipments[sid], profile=monitor.profile,
+                           value_c=monitor.last_temp_c(), detected_ms=now)
+
+    def _evaluate_new(self, new: Sequence[Reading], now: int) -> list[Alert]:
+        per_shipment: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for r in new:
+            for sid in self._by_logger.get(r.logger_id, ()):
+                s = self._shipments[sid]
+                if (s.start_ms is None or r.ts_ms >= s.start_ms) and (
+                    s.end_ms is None or r.ts_ms <= s.end_ms
+                ):
+                    per_shipment[sid].append((r.ts_ms, r.temp_c))
+        alerts = []
+        for sid, points in per_shipment.items():
+            monitor = self._monitors[sid]
+            for firing in monitor.add(points):
+                alerts.append(self._alarm_alert(sid, firing, monitor, now))
+        return alerts
+
+    # -- logger health (SPEC §3.4, §4.5) ------------------------------------------
+
+    def _health_of(
+        self,
+        logger_id: str,
+        readings: Sequence[Reading],
+        rejects: Sequence[Reject],
+        battery_pct: float | None,
+        now: int,
+    ) -> list[Alert]:
+        if not logger_id:
+            return []
+        h = self._health[logger_id]
+        hs = self.settings.health
+        shipments = self._by_logger.get(logger_id) or []
+        found: list[Alert] = []
+
+        def raise_for(kind: str, severity: str, triggered: int, message: str,
+                      value: float | None = None) -> None:
+            for sid in shipments:
+                found.append(logger_alert(kind=kind, shipment_id=sid, logger_id=logger_id,  # type: ignore[arg-type]
+                                          severity=severity, triggered_ms=triggered,  # type: ignore[arg-type]
+                                          detected_ms=now, message=f"Shipment {sid}: {message}",
+                                          value_c=value))
+
+        skew_ms = round(hs.clock_skew_min * MS_PER_MIN)
+        for r in readings:
+            ahead = r.ts_ms - r.received_ms
+            if ahead > skew_ms and not h.skewed:
+                h.skewed = True
+                raise_for("clock_skew", "warning", r.received_ms,
+                          f"logger {logger_id} reports {iso(r.ts_ms)}, "
+                          f"{ahead / MS_PER_MIN:.0f} min ahead of receive time; "
+                          "readings are kept and evaluated on device time — check its clock")
+            elif ahead <= skew_ms:
+                h.skewed = False
+        faults = [r for r in rejects if r.reason.startswith("sensor fault")]
+        if readings and not faults:
+            h.faults_in_row, h.fault_alerted = 0, False
+        h.faults_in_row += len(faults)
+        if faults and h.faults_in_row >= hs.sensor_fault_repeat and not h.fault_alerted:
+            h.fault_alerted = True
+            raise_for("sensor_fault", "warning", faults[0].received_ms,
+                      f"logger {logger_id} sent {h.faults_in_row} impossible values in a row "
+                      f"({faults[-1].reason}); inspect or replace the sensor")
+        if battery_pct is not None:
+            low = battery_pct < hs.battery_low_pct
+            if low and not h.battery_low:
+                raise_for("battery_low", "warning", now,
+                          f"logger {logger_id} battery at {battery_pct:.0f} % "
+                          f"(below {hs.battery_low_pct:.0f} %); replace or recharge before it stops")
+            h.battery_low = low
+        return found
+
+    # -- shipments' lifecycle -------------------------------------------------------
+
+    def deliver(self, shipment_id: str, *, end_ms: int) -> Shipment:
+        """Mark delivered at device time ``end_ms``: the last reading's hold stops there."""
+        with self._lock:
+            shipment = replace(self.store.get_shipment(shipment_id),
+                               status=ShipmentStatus.DELIVERED, end_ms=end_ms)
+            self.store.update_shipment(shipment)
+            self.store.audit(actor="pipeline", action="delivered", entity="shipment",
+                             entity_id=shipment_id, ts_ms=self.clock.now_ms(),
+                             detail={"end": iso(end_ms)})
+            self.reload_shipments()
+            return shipment
+
+
+def _logger_of(topic: str) -> str | None:
+    parts = topic.split("/")
+    if "loggers" in parts:
+        i = parts.index("loggers")
+        if i + 1 < len(parts):
+            return parts[i + 1][:64]
+    return None
+
+
+class Writer:
+    """The thread between a transport and the pipeline: queue in, batches out.
+
+    ``submit`` is what a paho callback calls: it only enqueues. The writer
+    batches up to ``batch_max`` messages or ``batch_wait_ms`` and hands each
+    batch to :meth:`Pipeline.handle`.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, batch_max: int, batch_wait_ms: int) -> None:
+        self.pipeline = pipeline
+        self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_ms / 1000
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="coldchain-writer", daemon=True)
+        self._idle = threading.Event()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self.on_batch: Callable[[int], None] | None = None
+
+    def submit(self, topic: str, payload: bytes, received_ms: int) -> None:
+        with self._pending_lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((topic, payload, received_ms))
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every submitted message has been handled; True when idle."""
+        with self._pending_lock:
+            if self._pending == 0:
+                return True
+        return self._idle.wait(timeout_s)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            try:
+                while len(batch) < self.batch_max:
+                    nxt = self._queue.get(timeout=self.batch_wait_s) if len(batch) < 2 else (
+                        self._queue.get_nowait())
+                    if nxt is None:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+            except queue.Empty:
+                pass
+            try:
+                self.pipeline.handle(batch)
+            except ColdchainError:
+                log.exception("batch of %d messages failed; kept in dead letters", len(batch))
+                self._dead_letter(batch)
+            except Exception:
+                log.exception("unexpected failure on a batch of %d messages", len(batch))
+                self._dead_letter(batch)
+            with self._pending_lock:
+                self._pending -= len(batch)
+                if self._pending == 0:
+                    self._idle.set()
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
+
+    def _dead_letter(self, batch: Sequence[Message]) -> None:
+        try:
+            self.pipeline.store.add_dead_letters(
+                [Reject("batch failed to store; replay from dead letters", t, p, r, _logger_of(t))
+                 for t, p, r in batch]
+            )
+        except Exception:
+            log.exception("could not even dead-letter %d messages", len(batch))

@@ -1,0 +1,178 @@
+"""Product profiles: the stability limits a shipment is evaluated against (SPEC §4.1).
+
+One TOML file per product. The shipped profiles live in ``configs/products``;
+``COLDCHAIN_PRODUCTS`` names a folder of the user's own, loaded beside them
+(a user profile with the same id replaces the shipped one). A file that does
+not validate is refused with the file, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coldchain.errors import ConfigError
+
+DEFAULT_ACTIVATION_ENERGY_KJ_MOL = 83.144
+"""SPEC §4.3: ΔH for MKT unless the profile sets its own."""
+
+Severity = Literal["info", "warning", "critical"]
+Direction = Literal["above", "below"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Limited(_Frozen):
+    above_c: float | None = None
+    below_c: float | None = None
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Self:
+        if (self.above_c is None) == (self.below_c is None):
+            msg = "set exactly one of above_c or below_c"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def direction(self) -> Direction:
+        return "above" if self.above_c is not None else "below"
+
+    @property
+    def limit_c(self) -> float:
+        value = self.above_c if self.above_c is not None else self.below_c
+        assert value is not None  # guaranteed by _one_side
+        return value
+
+    @property
+    def limit_key(self) -> tuple[Direction, float]:
+        return (self.direction, self.limit_c)
+
+
+class Alarm(_Limited):
+    """A single-event alarm (``delay_min``) and/or a cumulative one (``cumulative_min``)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    delay_min: float | None = Field(default=None, ge=0)
+    cumulative_min: float | None = Field(default=None, ge=0)
+    severity: Severity = "critical"
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> Self:
+        if self.delay_min is None and self.cumulative_min is None:
+            msg = "set delay_min and/or cumulative_min"
+            raise ValueError(msg)
+        return self
+
+
+class Budget(_Limited):
+    """A stability budget band, consumed over every shipment of one lot (SPEC §4.3)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    allowance_min: float = Field(gt=0)
+
+
+class Predict(_Frozen):
+    horizon_min: float = Field(default=120, gt=0)
+    window_min: float = Field(default=60, gt=0)
+
+
+class Profile(_Frozen):
+    """A validated product profile. ``sha256`` is the hash of the file's bytes."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    name: str
+    storage: str = ""
+    hs_code: str | None = None
+    max_gap_min: float = Field(gt=0)
+    mkt: bool = True
+    activation_energy_kj_mol: float = Field(default=DEFAULT_ACTIVATION_ENERGY_KJ_MOL, gt=0)
+    alarms: tuple[Alarm, ...] = ()
+    budget: tuple[Budget, ...] = ()
+    predict: Predict | None = None
+    sha256: str = ""
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for item in (*self.alarms, *self.budget):
+            if item.id in seen:
+                msg = f"duplicate alarm/budget id {item.id!r}"
+                raise ValueError(msg)
+            seen.add(item.id)
+        if not self.alarms and not self.budget:
+            msg = "a profile needs at least one alarm or budget"
+            raise ValueError(msg)
+        return self
+
+    def limit_keys(self) -> tuple[tuple[Direction, float], ...]:
+        """Distinct (direction, limit) pairs in profile order (SPEC §7 ``limits``)."""
+        keys: dict[tuple[Direction, float], None] = {}
+        for item in (*self.alarms, *self.budget):
+            keys.setdefault(item.limit_key, None)
+        return tuple(keys)
+
+
+def _field_path(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(file)"
+
+
+def parse_profile(data: bytes, *, source: str) -> Profile:
+    """Parse and validate one profile TOML document; errors name source, field and reason."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=source) from exc
+    raw["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(
+            first["msg"] + (f" (got {first['input']!r})" if first["type"] != "missing" else ""),
+            file=source,
+            field=_field_path(first["loc"]),
+        ) from exc
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """Profiles by id, loaded once at start-up and passed in."""
+
+    profiles: Mapping[str, Profile]
+
+    def get(self, profile_id: str) -> Profile:
+        try:
+            return self.profiles[profile_id]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            msg = f"unknown product profile {profile_id!r} (known: {known})"
+            raise ConfigError(msg) from None
+
+    def __contains__(self, profile_id: object) -> bool:
+        return profile_id in self.profiles
+
+
+SHIPPED_PRODUCTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "products"
+
+
+def load_profiles(*folders: Path) -> ProfileSet:
+    """Load every ``*.toml`` in the folders, later folders overriding earlier ids."""
+    profiles: dict[str, Profile] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise ConfigError("profile folder does not exist", file=str(folder))
+        for path in sorted(folder.glob("*.toml")):
+            profile = parse_profile(path.read_bytes(), source=str(path))
+            profiles[profile.id] = profile
+    return ProfileSet(profiles)

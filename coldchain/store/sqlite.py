@@ -1,0 +1,445 @@
+"""SQLite implementation of the :class:`~coldchain.store.Store` protocol.
+
+WAL journal, one connection guarded by a lock, writes batched by the caller
+inside :meth:`SqliteStore.transaction`. Readings are deduplicated by their
+identity (SPEC §3.4): ``(logger, seq)`` when the logger sends a sequence
+number, else ``(logger, device time)``. A batch is staged in a temporary
+table and moved with one sorted ``INSERT OR IGNORE … RETURNING``: sorting by
+key roughly triples the insert rate, and ``RETURNING`` tells which rows were
+new without a look-up per row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+from coldchain.alerts import Alert
+from coldchain.errors import NotFoundError, ShipmentError, StoreError
+from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
+from coldchain.store import AuditEntry, Conflict, DeadLetter, InsertResult
+
+DEAD_LETTER_MAX_BYTES = 64 * 1024
+"""SPEC §3.4: the raw payload is kept up to 64 KiB."""
+
+BY_SEQ = 0
+BY_TIME = 1
+
+_READING_COLUMNS = (
+    "logger_id, id_kind, id_key, ts_ms, temp_c, raw_temp_c, seq, rh_pct, lat, lon, light, "
+    "shock_g, received_ms, source"
+)
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS loggers (
+    id TEXT PRIMARY KEY,
+    calibration_offset_c REAL NOT NULL DEFAULT 0,
+    last_seen_ms INTEGER,
+    online INTEGER,
+    battery_pct REAL
+);
+CREATE TABLE IF NOT EXISTS shipments (
+    id TEXT PRIMARY KEY,
+    product TEXT NOT NULL,
+    loggers TEXT NOT NULL,
+    lot TEXT,
+    origin TEXT,
+    destination TEXT,
+    status TEXT NOT NULL,
+    start_ms INTEGER,
+    end_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE IF NOT EXISTS shipment_loggers (
+    logger_id TEXT NOT NULL,
+    shipment_id TEXT NOT NULL REFERENCES shipments(id),
+    position INTEGER NOT NULL,
+    PRIMARY KEY (logger_id, shipment_id)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    logger_id TEXT NOT NULL,
+    id_kind INTEGER NOT NULL,      -- {BY_SEQ}: identified by seq, {BY_TIME}: by device time
+    id_key INTEGER NOT NULL,       -- the seq or the device time (epoch ms)
+    ts_ms INTEGER NOT NULL,
+    temp_c REAL NOT NULL,
+    raw_temp_c REAL,
+    seq INTEGER,
+    rh_pct REAL,
+    lat REAL,
+    lon REAL,
+    light REAL,
+    shock_g REAL,
+    received_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (logger_id, id_kind, id_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_time ON readings (logger_id, ts_ms);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    logger_id TEXT,
+    reason TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    shipment_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    triggered_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_shipment ON alerts (shipment_id, triggered_ms);
+CREATE TABLE IF NOT EXISTS custody_events (
+    id INTEGER PRIMARY KEY,
+    shipment_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT,
+    location TEXT,
+    note TEXT,
+    received_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_entity ON audit_log (entity_id, id);
+"""
+
+
+def _reading_row(r: Reading) -> tuple[Any, ...]:
+    kind, key = (BY_SEQ, r.seq) if r.seq is not None else (BY_TIME, r.ts_ms)
+    return (r.logger_id, kind, key, r.ts_ms, r.temp_c, r.raw_temp_c, r.seq, r.rh_pct, r.lat,
+            r.lon, r.light, r.shock_g, r.received_ms, r.source)
+
+
+def _row_reading(row: Sequence[Any]) -> Reading:
+    return Reading(
+        logger_id=row[0], ts_ms=row[3], temp_c=row[4], raw_temp_c=row[5], seq=row[6],
+        rh_pct=row[7], lat=row[8], lon=row[9], light=row[10], shock_g=row[11],
+        received_ms=row[12], source=row[13],
+    )
+
+
+def _shipment_row(s: Shipment) -> tuple[Any, ...]:
+    return (s.id, s.product, orjson.dumps(list(s.loggers)).decode(), s.lot, s.origin,
+            s.destination, s.status.value, s.start_ms, s.end_ms, s.created_ms,
+            orjson.dumps(s.extra).decode())
+
+
+def _row_shipment(row: Sequence[Any]) -> Shipment:
+    return Shipment(
+        id=row[0], product=row[1], loggers=tuple(orjson.loads(row[2])), lot=row[3],
+        origin=row[4], destination=row[5], status=ShipmentStatus(row[6]), start_ms=row[7],
+        end_ms=row[8], created_ms=row[9], extra=orjson.loads(row[10]),
+    )
+
+
+def _row_alert(doc: str, state: str, count: int) -> Alert:
+    data = orjson.loads(doc)
+    data["state"] = state
+    data["count"] = count
+    return Alert(**data)
+
+
+class SqliteStore:
+    """The default store. ``path`` is a file, or ``:memory:`` for tests and tools."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint;
+        # a power cut can lose the last commits but never corrupt the database.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._db.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS stage (ord INTEGER PRIMARY KEY, {_READING_COLUMNS})"
+        )
+
+    # -- transactions ----------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._db.execute("COMMIT")
+
+    # -- shipments -------------------------------------------------------------
+
+    def create_shipment(self, shipment: Shipment) -> None:
+        with self.transaction():
+            try:
+                self._db.execute(
+                    "INSERT INTO shipments VALUES (?,?,?,?,?,?,?,?,?,?,?)", _shipment_row(shipment)
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ShipmentError(f"shipment {shipment.id!r} already exists") from exc
+            for position, logger in enumerate(shipment.loggers):
+                self._db.execute("INSERT OR IGNORE INTO loggers (id) VALUES (?)", (logger,))
+                self._db.execute(
+                    "INSERT INTO shipment_loggers VALUES (?,?,?)", (logger, shipment.id, position)
+                )
+
+    def get_shipment(self, shipment_id: str) -> Shipment:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
+        if row is None:
+            raise NotFoundError("shipment", shipment_id)
+        return _row_shipment(row)
+
+    def list_shipments(self, *, status: ShipmentStatus | None = None) -> list[Shipment]:
+        with self._lock:
+            if status is None:
+                rows = self._db.execute("SELECT * FROM shipments ORDER BY created_ms, id")
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM shipments WHERE status = ? ORDER BY created_ms, id",
+                    (status.value,),
+                )
+            return [_row_shipment(r) for r in rows.fetchall()]
+
+    def update_shipment(self, shipment: Shipment) -> None:
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE shipments SET product=?, loggers=?, lot=?, origin=?, destination=?, "
+                "status=?, start_ms=?, end_ms=?, created_ms=?, extra=? WHERE id=?",
+                (*_shipment_row(shipment)[1:], shipment.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError("shipment", shipment.id)
+
+    def shipments_for_logger(self, logger_id: str) -> list[Shipment]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.* FROM shipments s JOIN shipment_loggers l ON l.shipment_id = s.id "
+                "WHERE l.logger_id = ? AND s.status != 'closed' ORDER BY s.created_ms",
+                (logger_id,),
+            ).fetchall()
+        return [_row_shipment(r) for r in rows]
+
+    # -- readings --------------------------------------------------------------
+
+    def insert_readings(self, readings: Sequence[Reading]) -> InsertResult:
+        if not readings:
+            return InsertResult(())
+        rows = [_reading_row(r) for r in readings]
+        with self.transaction():
+            self._db.executemany(
+                f"INSERT INTO temp.stage ({_READING_COLUMNS}) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            # WHERE true: SQLite needs it to parse INSERT … SELECT … ON CONFLICT / OR IGNORE
+            inserted = {
+                (row[0], row[1], row[2])
+                for row in self._db.execute(
+                    f"INSERT OR IGNORE INTO readings ({_READING_COLUMNS}) "
+                    f"SELECT {_READING_COLUMNS} FROM temp.stage WHERE true "
+                    "ORDER BY logger_id, id_kind, id_key, ord "
+                    "RETURNING logger_id, id_kind, id_key"
+                ).fetchall()
+            }
+            self._db.execute("DELETE FROM temp.stage")
+            new: list[Reading] = []
+            first: dict[tuple[Any, ...], Reading] = {}
+            refused: list[tuple[tuple[Any, ...], Reading]] = []
+            for reading, row in zip(readings, rows, strict=True):
+                ident = row[:3]
+                if ident in first:
+                    refused.append((ident, reading))
+                elif ident in inserted:
+                    first[ident] = reading
+                    new.append(reading)
+                else:
+                    refused.append((ident, reading))
+            conflicts: list[Conflict] = []
+            for ident, reading in refused:
+                kept = first.get(ident) or self._existing(ident)
+                if kept is not None and (kept.ts_ms, kept.raw_temp_c) != (
+                    reading.ts_ms,
+                    reading.raw_temp_c,
+                ):
+                    conflicts.append(Conflict(kept=kept, refused=reading))
+            return InsertResult(tuple(new), len(refused) - len(conflicts), tuple(conflicts))
+
+    def _existing(self, ident: tuple[Any, ...]) -> Reading | None:
+        row = self._db.execute(
+            f"SELECT {_READING_COLUMNS} FROM readings "
+            "WHERE logger_id = ? AND id_kind = ? AND id_key = ?",
+            ident,
+        ).fetchone()
+        return None if row is None else _row_reading(row)
+
+    def readings_for_loggers(
+        self, logger_ids: Sequence[str], *, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[Reading]:
+        if not logger_ids:
+            return []
+        marks = ",".join("?" * len(logger_ids))
+        sql = f"SELECT {_READING_COLUMNS} FROM readings WHERE logger_id IN ({marks})"
+        args: list[Any] = list(logger_ids)
+        if start_ms is not None:
+            sql += " AND ts_ms >= ?"
+            args.append(start_ms)
+        if end_ms is not None:
+            sql += " AND ts_ms <= ?"
+            args.append(end_ms)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY ts_ms, logger_id", args).fetchall()
+        return [_row_reading(r) for r in rows]
+
+    def iter_readings(self) -> Iterator[Reading]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_READING_COLUMNS} FROM readings ORDER BY logger_id, ts_ms"
+            ).fetchall()
+        return (_row_reading(r) for r in rows)
+
+    # -- dead letters ------------------------------------------------------------
+
+    def add_dead_letters(self, rejects: Sequence[Reject]) -> None:
+        if not rejects:
+            return
+        with self.transaction():
+            self._db.executemany(
+                "INSERT INTO dead_letters (received_ms, topic, logger_id, reason, payload) "
+                "VALUES (?,?,?,?,?)",
+                [
+                    (r.received_ms, r.topic, r.logger_id, r.reason,
+                     r.payload[:DEAD_LETTER_MAX_BYTES])
+                    for r in rejects
+                ],
+            )
+
+    def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, received_ms, topic, logger_id, reason, payload FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    def count_dead_letters(self) -> int:
+        with self._lock:
+            (n,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        return int(n)
+
+    # -- alerts ----------------------------------------------------------------
+
+    def upsert_alert(self, alert: Alert) -> bool:
+        doc = orjson.dumps({k: v for k, v in _alert_fields(alert).items()}).decode()
+        with self.transaction():
+            cur = self._db.execute(
+                "INSERT INTO alerts (id, shipment_id, state, triggered_ms, doc, count, updated_ms) "
+                "VALUES (?,?,?,?,?,1,?) ON CONFLICT (id) DO UPDATE SET count = count + 1, "
+                "updated_ms = excluded.updated_ms RETURNING count",
+                (alert.id, alert.shipment_id, alert.state, alert.triggered_ms, doc,
+                 alert.detected_ms),
+            )
+            (count,) = cur.fetchone()
+        return bool(count == 1)
+
+    def get_alert(self, alert_id: str) -> Alert:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc, state, count FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError("alert", alert_id)
+        return _row_alert(*row)
+
+    def list_alerts(
+        self, *, shipment_id: str | None = None, state: str | None = None
+    ) -> list[Alert]:
+        sql = "SELECT doc, state, count FROM alerts WHERE 1=1"
+        args: list[Any] = []
+        if shipment_id is not None:
+            sql += " AND shipment_id = ?"
+            args.append(shipment_id)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY triggered_ms, id", args).fetchall()
+        return [_row_alert(*r) for r in rows]
+
+    # -- loggers and audit -------------------------------------------------------
+
+    def record_logger_status(
+        self, logger_id: str, *, ts_ms: int, online: bool | None, battery_pct: float | None
+    ) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO loggers (id, last_seen_ms, online, battery_pct) VALUES (?,?,?,?) "
+                "ON CONFLICT (id) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), "
+                "excluded.last_seen_ms), online = coalesce(excluded.online, online), "
+                "battery_pct = coalesce(excluded.battery_pct, battery_pct)",
+                (logger_id, ts_ms, online, battery_pct),
+            )
+
+    def audit(
+        self, *, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any],
+        ts_ms: int,
+    ) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO audit_log (ts_ms, actor, action, entity, entity_id, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                (ts_ms, actor, action, entity, entity_id, orjson.dumps(detail).decode()),
+            )
+
+    def list_audit(self, *, entity_id: str | None = None) -> list[AuditEntry]:
+        sql = "SELECT id, ts_ms, actor, action, entity, entity_id, detail FROM audit_log"
+        args: tuple[Any, ...] = ()
+        if entity_id is not None:
+            sql += " WHERE entity_id = ?"
+            args = (entity_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [AuditEntry(*r[:6], orjson.loads(r[6])) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _alert_fields(alert: Alert) -> dict[str, Any]:
+    fields = {name: getattr(alert, name) for name in Alert.__slots__}
+    fields.pop("state")
+    fields.pop("count")
+    return fields

@@ -1,0 +1,222 @@
+"""The polars re-evaluation equals the Python walk (SPEC §4.6: streaming equals batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coldchain.batch import evaluate_frame, measure_frame
+from coldchain.evaluation import evaluate, measure, prepare
+from coldchain.models import MS_PER_MIN
+from coldchain.profiles import SHIPPED_PRODUCTS_DIR, Profile, load_profiles
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SCHEMA = {"shipment_id": pl.String, "ts_ms": pl.Int64, "temp_c": pl.Float64}
+
+# A coarse grid so that ties, holds exactly equal to max_gap and values exactly
+# on a limit all occur: times in whole minutes (sometimes half minutes), limits
+# and temperatures on a 0.5 °C grid.
+LIMITS = (-1.0, 0.0, 2.0, 2.5, 8.0)
+TEMPS = st.integers(-6, 20).map(lambda k: k / 2)
+
+
+def frame(rows: list[tuple[str, int, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+@st.composite
+def limited(draw: st.DrawFn) -> dict[str, float]:
+    side = draw(st.sampled_from(["above_c", "below_c"]))
+    return {side: draw(st.sampled_from(LIMITS))}
+
+
+@st.composite
+def profiles(draw: st.DrawFn, name: str = "p") -> Profile:
+    alarms: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(0, 4))):
+        delay = draw(st.sampled_from([None, 0.0, 1.0, 2.5, 5.0]))
+        cumulative = draw(st.sampled_from([None, 0.0, 3.0, 10.0]))
+        if delay is None and cumulative is None:
+            delay = 0.0
+        alarm: dict[str, Any] = {"id": f"a{i}", **draw(limited())}
+        alarm["severity"] = draw(st.sampled_from(["info", "warning", "critical"]))
+        if delay is not None:
+            alarm["delay_min"] = delay
+        if cumulative is not None:
+            alarm["cumulative_min"] = cumulative
+        alarms.append(alarm)
+    budgets = [
+        {"id": f"b{i}", "allowance_min": draw(st.sampled_from([1.0, 5.0, 30.0])), **draw(limited())}
+        for i in range(draw(st.integers(0 if alarms else 1, 2)))
+    ]
+    return Profile.model_validate(
+        {
+            "id": name,
+            "name": name,
+            "max_gap_min": draw(st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0])),
+            "mkt": draw(st.booleans()),
+            "activation_energy_kj_mol": draw(st.sampled_from([83.144, 60.0])),
+            "alarms": alarms,
+            "budget": budgets,
+            "sha256": name * 4,
+        }
+    )
+
+
+@st.composite
+def shipments(draw: st.DrawFn) -> dict[str, Any]:
+    """Several shipments, each with readings, a cap, a profile and prior budget use."""
+    candidates = [draw(profiles(name="p1")), draw(profiles(name="p2"))]
+    points: dict[str, list[tuple[int, float]]] = {}
+    caps: dict[str, int] = {}
+    profile_of: dict[str, Profile] = {}
+    prior: dict[str, dict[str, float]] = {}
+    half_minutes = draw(st.booleans())
+    step = MS_PER_MIN // 2 if half_minutes else MS_PER_MIN
+    for s in range(draw(st.integers(1, 5))):
+        sid = f"S-{s}"
+        offsets = draw(st.lists(st.integers(0, 40), max_size=30))
+        pts = [(T0 + o * step, draw(TEMPS)) for o in offsets]
+        # Duplicates: the same time again, with the same or another value.
+        for i in draw(st.lists(st.integers(0, max(len(pts) - 1, 0)), max_size=5)) if pts else []:
+            pts.append((pts[i][0], draw(st.one_of(st.just(pts[i][1]), TEMPS))))
+        last = max((t for t, _ in pts), default=T0)
+        caps[sid] = last + draw(st.sampled_from([-30, -2, -1, 0, 0, 1, 2, 3, 10])) * step
+        points[sid] = pts
+        profile_of[sid] = draw(st.sampled_from(candidates))
+        prior[sid] = {
+            b.id: draw(st.sampled_from([0.0, 0.5, 4.0]))
+            for b in profile_of[sid].budget
+            if draw(st.booleans())
+        }
+    rows = [(sid, t, v) for sid, pts in points.items() for t, v in pts]
+    rows = draw(st.permutations(rows))
+    return {"points": points, "caps": caps, "profiles": profile_of, "prior": prior, "rows": rows}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=shipments())
+def test_evaluate_frame_equals_python_evaluate(case: dict[str, Any]) -> None:
+    now = T0 + 10**8
+    got = evaluate_frame(
+        frame(case["rows"]),
+        case["profiles"],
+        case["caps"],
+        now_ms=now,
+        prior_budget_min=case["prior"],
+    )
+    assert list(got) == list(case["profiles"])
+    for sid, profile in case["profiles"].items():
+        want = evaluate(
+            sid,
+            profile,
+            case["points"][sid],
+            now_ms=now,
+            end_ms=case["caps"][sid],
+            prior_budget_min=case["prior"][sid],
+        )
+        assert got[sid].to_json() == want.to_json(), sid
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=shipments())
+def test_measure_frame_times_equal_python_measure(case: dict[str, Any]) -> None:
+    """Integer fields are exact, not merely equal after rounding."""
+    profile = next(iter(case["profiles"].values()))
+    got = measure_frame(frame(case["rows"]), profile, case["caps"])
+    for sid, pts in case["points"].items():
+        want = measure(prepare(pts), profile, cap_ms=case["caps"][sid])
+        g = got[sid]
+        assert (g.readings, g.first_ms, g.last_ms, g.min_c, g.max_c, g.covered_ms) == (
+            want.readings,
+            want.first_ms,
+            want.last_ms,
+            want.min_c,
+            want.max_c,
+            want.covered_ms,
+        )
+        assert g.episodes == want.episodes
+        assert g.gaps == want.gaps
+        assert g.weight_sum == want.weight_sum
+        assert g.lse_max == want.lse_max
+        assert g.lse_sum == pytest.approx(want.lse_sum, rel=1e-12)
+        assert g.weighted_sum_c == pytest.approx(want.weighted_sum_c, rel=1e-12, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def vaccine() -> Profile:
+    return load_profiles(SHIPPED_PRODUCTS_DIR).get("vaccine-2-8")
+
+
+def test_measure_frame_shipment_without_readings(vaccine: Profile) -> None:
+    got = measure_frame(frame([("S-1", T0, 5.0)]), vaccine, {"S-1": T0 + 60_000, "S-2": T0})
+    assert list(got) == ["S-1", "S-2"]
+    assert got["S-2"] == measure([], vaccine, cap_ms=T0)
+    evaluated = evaluate_frame(frame([]), {"S-2": vaccine}, {"S-2": T0}, now_ms=T0)
+    assert evaluated["S-2"].to_json() == evaluate("S-2", vaccine, [], now_ms=T0).to_json()
+    assert evaluated["S-2"].verdict == "REVIEW"
+
+
+def test_measure_frame_empty_frame_of_null_columns(vaccine: Profile) -> None:
+    empty = pl.DataFrame({"shipment_id": [], "ts_ms": [], "temp_c": []})
+    assert measure_frame(empty, vaccine, {"S-1": T0}) == {"S-1": measure([], vaccine, cap_ms=T0)}
+
+
+@pytest.mark.parametrize(
+    ("temp_c", "cap_after_ms"),
+    [(5.0, 10 * MS_PER_MIN), (9.0, 10 * MS_PER_MIN), (-1.0, 45 * MS_PER_MIN), (8.0, 0)],
+)
+def test_evaluate_frame_single_reading(vaccine: Profile, temp_c: float, cap_after_ms: int) -> None:
+    cap = T0 + cap_after_ms
+    got = evaluate_frame(
+        frame([("S-1", T0, temp_c)]), {"S-1": vaccine}, {"S-1": cap}, now_ms=cap + 1
+    )
+    want = evaluate("S-1", vaccine, [(T0, temp_c)], now_ms=cap + 1, end_ms=cap)
+    assert got["S-1"].to_json() == want.to_json()
+    assert got["S-1"].measures == want.measures
+
+
+def test_evaluate_frame_zero_hold_weighs_readings_equally(vaccine: Profile) -> None:
+    """cap == first reading: every hold is zero, mean and MKT fall back to equal weights."""
+    pts = [(T0, 4.0), (T0 + MS_PER_MIN, 16.0), (T0 + 2 * MS_PER_MIN, 4.0), (T0, 3.0)]
+    got = evaluate_frame(
+        frame([("S-1", t, v) for t, v in pts]), {"S-1": vaccine}, {"S-1": T0}, now_ms=T0
+    )["S-1"]
+    want = evaluate("S-1", vaccine, pts, now_ms=T0, end_ms=T0)
+    assert got.to_json() == want.to_json()
+    assert got.measures.covered_ms == 0
+    assert got.measures.weight_sum == 3.0
+    assert got.to_json()["mean_c"] == pytest.approx((3.0 + 16.0 + 4.0) / 3, abs=1e-3)
+
+
+def test_evaluate_frame_mixed_profiles(vaccine: Profile) -> None:
+    crt = load_profiles(SHIPPED_PRODUCTS_DIR).get("crt-15-25")
+    pts = [(T0 + i * MS_PER_MIN, float(v)) for i, v in enumerate([5, 9, 9, 30, 1, -1, 20])]
+    rows = [(sid, t, v) for sid in ("A", "B") for t, v in pts]
+    cap = T0 + 20 * MS_PER_MIN
+    got = evaluate_frame(frame(rows), {"A": vaccine, "B": crt}, {"A": cap, "B": cap}, now_ms=cap)
+    for sid, profile in (("A", vaccine), ("B", crt)):
+        want = evaluate(sid, profile, pts, now_ms=cap, end_ms=cap)
+        assert got[sid].to_json() == want.to_json()
+
+
+def test_measure_frame_reading_of_unknown_shipment_refused(vaccine: Profile) -> None:
+    with pytest.raises(ValueError, match="no cap"):
+        measure_frame(frame([("S-9", T0, 5.0)]), vaccine, {"S-1": T0})
+
+
+def test_evaluate_frame_shipment_without_cap_refused(vaccine: Profile) -> None:
+    with pytest.raises(ValueError, match="no cap"):
+        evaluate_frame(frame([]), {"S-1": vaccine}, {}, now_ms=T0)
+
+
+def test_evaluate_frame_reading_of_shipment_without_profile_refused(vaccine: Profile) -> None:
+    crt = load_profiles(SHIPPED_PRODUCTS_DIR).get("crt-15-25")
+    with pytest.raises(ValueError, match="no profile"):
+        evaluate_frame(
+            frame([("S-9", T0, 5.0)]), {"A": vaccine, "B": crt}, {"A": T0, "B": T0}, now_ms=T0
+        )
