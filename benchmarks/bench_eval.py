@@ -78,7 +78,9 @@ def main() -> None:
     profile = load_profiles(SHIPPED_PRODUCTS_DIR).get("vaccine-2-8")
     t = time.perf_counter()
     df, caps = generate(args.readings, args.shipments)
-    print(f"generated {df.height:,} rows, {len(caps):,} shipments in {time.perf_counter() - t:.1f} s")
+    print(
+        f"generated {df.height:,} rows, {len(caps):,} shipments in {time.perf_counter() - t:.1f} s"
+    )
 
     result = measure_frame(df, profile, caps)
     episodes = sum(len(e) for m in result.values() for e in m.episodes.values())

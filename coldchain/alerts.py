@@ -11,9 +11,18 @@ from coldchain.models import MS_PER_MIN, Shipment, iso
 from coldchain.profiles import Alarm, Profile
 
 AlertType = Literal[
-    "excursion", "cumulative", "budget_low", "budget_exhausted", "predicted_breach",
-    "logger_silent", "data_gap", "sensor_disagreement", "sensor_fault", "battery_low",
-    "clock_skew", "excursion_ended",
+    "excursion",
+    "cumulative",
+    "budget_low",
+    "budget_exhausted",
+    "predicted_breach",
+    "logger_silent",
+    "data_gap",
+    "sensor_disagreement",
+    "sensor_fault",
+    "battery_low",
+    "clock_skew",
+    "excursion_ended",
 ]
 AlertState = Literal["open", "acknowledged", "resolved"]
 
@@ -113,7 +122,7 @@ def logger_alert(
     message: str,
     value_c: float | None = None,
 ) -> Alert:
-    """A logger-health alert (clock skew, sensor fault, battery, silence), one per condition start."""
+    """A logger-health alert (clock skew, sensor fault, battery): one per condition start."""
     return Alert(
         id=alert_id(shipment_id, f"{kind}:{logger_id}", triggered_ms),
         shipment_id=shipment_id,

@@ -96,17 +96,16 @@ def _rows(readings: pl.DataFrame, profile: Profile, caps: Mapping[str, int]) -> 
     keys = profile.limit_keys()
     cap_values = pl.Series(_CAP, list(caps.values()), dtype=pl.Int64)
     ix = pl.col(SHIPMENT).cast(pl.String).cast(pl.Enum(list(caps)), strict=False).to_physical()
-    coded = readings.lazy().select(
-        ix.alias(_IX), pl.col(TS).cast(pl.Int64), pl.col(TEMP).cast(pl.Float64)
-    )
-    unknown = coded.filter(pl.col(_IX).is_null()).collect().height
+    coded = readings.select(ix.alias(_IX), pl.col(TS).cast(pl.Int64), pl.col(TEMP).cast(pl.Float64))
+    unknown = coded.get_column(_IX).null_count()
     if unknown:
         names = (
-            readings.lazy()
-            .filter(~pl.col(SHIPMENT).cast(pl.String).is_in(list(caps)))
-            .select(pl.col(SHIPMENT).cast(pl.String).unique().sort().head(5))
-            .collect()
+            readings.filter(coded.get_column(_IX).is_null())
             .get_column(SHIPMENT)
+            .cast(pl.String)
+            .unique()
+            .sort()
+            .head(5)
             .to_list()
         )
         msg = f"{unknown} readings of shipments with no cap, e.g. {names}"
@@ -119,7 +118,8 @@ def _rows(readings: pl.DataFrame, profile: Profile, caps: Mapping[str, int]) -> 
     outs = [_out_name(i) for i in range(len(keys))]
     both_out = [pl.col(o) & pl.col(o).shift(-1) for o in outs]
     return (
-        coded.sort(_IX, TS, TEMP)
+        coded.lazy()
+        .sort(_IX, TS, TEMP)
         # prepare(): of several readings at one time the first after sorting, the lowest, stays.
         .filter(((pl.col(_IX) != pl.col(_IX).shift(1)) | (ts != ts.shift(1))).fill_null(value=True))
         .with_columns(

@@ -47,8 +47,12 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="Settings file (default: $COLDCHAIN_CONFIG or ./coldchain.toml).",
-                 envvar="COLDCHAIN_CONFIG", show_envvar=False),
+    typer.Option(
+        "--config",
+        help="Settings file (default: $COLDCHAIN_CONFIG or ./coldchain.toml).",
+        envvar="COLDCHAIN_CONFIG",
+        show_envvar=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 
@@ -80,8 +84,13 @@ def _when(text: str | None, name: str) -> int | None:
 
 def shipment_json(s: Shipment) -> dict[str, Any]:
     return {
-        "id": s.id, "product": s.product, "loggers": list(s.loggers), "lot": s.lot,
-        "origin": s.origin, "destination": s.destination, "status": s.status.value,
+        "id": s.id,
+        "product": s.product,
+        "loggers": list(s.loggers),
+        "lot": s.lot,
+        "origin": s.origin,
+        "destination": s.destination,
+        "status": s.status.value,
         "start": iso(s.start_ms) if s.start_ms is not None else None,
         "end": iso(s.end_ms) if s.end_ms is not None else None,
         "created_at": iso(s.created_ms),
@@ -93,22 +102,30 @@ def shipment_json(s: Shipment) -> dict[str, Any]:
 
 @shipment_app.command("create")
 def shipment_create(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID", help="Shipment id, e.g. S-2026-0042.")],
+    shipment_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Shipment id, e.g. S-2026-0042.")
+    ],
     product: Annotated[str, typer.Option(help="Product profile id, e.g. cart-ln2 or vaccine-2-8.")],
-    logger: Annotated[list[str], typer.Option(
-        help="Logger id; repeat for a backup (the first is the primary).")],
+    logger: Annotated[
+        list[str], typer.Option(help="Logger id; repeat for a backup (the first is the primary).")
+    ],
     lot: Annotated[str | None, typer.Option(help="Product lot (budgets are per lot).")] = None,
     origin: Annotated[str | None, typer.Option(help="Origin country, ISO 3166 (e.g. SG).")] = None,
     destination: Annotated[str | None, typer.Option(help="Destination country (e.g. ID).")] = None,
-    start: Annotated[str | None, typer.Option(
-        help="Monitoring start, device time (RFC 3339); earlier readings are not this shipment's."
-    )] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Monitoring start, device time (RFC 3339); earlier readings are not counted."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a shipment so its loggers' readings are evaluated against PRODUCT.
 
-    Example: coldchain shipment create S-1 --product cart-ln2 --logger LG-00042 --origin SG --destination ID
+    Example:
+
+      coldchain shipment create S-1 --product cart-ln2 --logger LG-42 --origin SG --destination ID
     """
     ctx = _ctx(config)
     try:
@@ -120,13 +137,25 @@ def shipment_create(
                 raise ValueError(f"{what} {cc!r} must be an ISO 3166 alpha-2 code such as SG")
         ctx.profiles.get(product)
         shipment = Shipment(
-            id=shipment_id, product=product, loggers=tuple(logger), lot=lot, origin=origin,
-            destination=destination, status=ShipmentStatus.IN_TRANSIT,
-            start_ms=_when(start, "--start"), created_ms=ctx.clock.now_ms(),
+            id=shipment_id,
+            product=product,
+            loggers=tuple(logger),
+            lot=lot,
+            origin=origin,
+            destination=destination,
+            status=ShipmentStatus.IN_TRANSIT,
+            start_ms=_when(start, "--start"),
+            created_ms=ctx.clock.now_ms(),
         )
         ctx.store.create_shipment(shipment)
-        ctx.store.audit(actor="cli", action="created", entity="shipment", entity_id=shipment_id,
-                        ts_ms=shipment.created_ms, detail=shipment_json(shipment))
+        ctx.store.audit(
+            actor="cli",
+            action="created",
+            entity="shipment",
+            entity_id=shipment_id,
+            ts_ms=shipment.created_ms,
+            detail=shipment_json(shipment),
+        )
     except (ColdchainError, ValueError) as exc:
         _fail(exc)
     finally:
@@ -134,8 +163,9 @@ def shipment_create(
     if as_json:
         _print_json(shipment_json(shipment))
     else:
-        out.print(f"created shipment [bold]{shipment_id}[/] ({product}, logger "
-                  f"{', '.join(logger)})")
+        out.print(
+            f"created shipment [bold]{shipment_id}[/] ({product}, logger {', '.join(logger)})"
+        )
 
 
 @shipment_app.command("show")
@@ -178,16 +208,23 @@ def shipment_list(
         return
     table = Table("id", "product", "lane", "loggers", "status", "start")
     for s in shipments:
-        table.add_row(s.id, s.product, s.lane, ", ".join(s.loggers), s.status.value,
-                      iso(s.start_ms) if s.start_ms is not None else "")
+        table.add_row(
+            s.id,
+            s.product,
+            s.lane,
+            ", ".join(s.loggers),
+            s.status.value,
+            iso(s.start_ms) if s.start_ms is not None else "",
+        )
     out.print(table)
 
 
 @shipment_app.command("close")
 def shipment_close(
     shipment_id: Annotated[str, typer.Argument(metavar="ID")],
-    end: Annotated[str | None, typer.Option(
-        help="Delivery time, device time (RFC 3339); default: now.")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Delivery time, device time (RFC 3339); default: now.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Mark a shipment delivered and closed: its last reading holds until END at most."""
@@ -196,8 +233,14 @@ def shipment_close(
         s = ctx.store.get_shipment(shipment_id)
         end_ms = _when(end, "--end") or ctx.clock.now_ms()
         ctx.store.update_shipment(replace(s, status=ShipmentStatus.CLOSED, end_ms=end_ms))
-        ctx.store.audit(actor="cli", action="closed", entity="shipment", entity_id=shipment_id,
-                        ts_ms=ctx.clock.now_ms(), detail={"end": iso(end_ms)})
+        ctx.store.audit(
+            actor="cli",
+            action="closed",
+            entity="shipment",
+            entity_id=shipment_id,
+            ts_ms=ctx.clock.now_ms(),
+            detail={"end": iso(end_ms)},
+        )
     except ColdchainError as exc:
         _fail(exc)
     finally:
@@ -210,8 +253,12 @@ def shipment_close(
 
 @app.command("import")
 def import_file(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="The logger file to import.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="The logger file to import."
+        ),
+    ],
     shipment: Annotated[str, typer.Option(help="Shipment the readings belong to.")],
     fmt: Annotated[str, typer.Option("--format", help="File format: csv (ts,temp_c).")] = "csv",
     config: ConfigOpt = None,
@@ -232,25 +279,34 @@ def import_file(
         pipeline = Pipeline(ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock)
         before = pipeline.counters.readings
         raised = []
-        for message in to_messages(readings, logger_id=s.loggers[0],
-                                   received_ms=ctx.clock.now_ms(),
-                                   prefix=ctx.settings.broker.topic_prefix):
+        for message in to_messages(
+            readings,
+            logger_id=s.loggers[0],
+            received_ms=ctx.clock.now_ms(),
+            prefix=ctx.settings.broker.topic_prefix,
+        ):
             raised += pipeline.handle([message])
         c = pipeline.counters
     except (ColdchainError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         ctx.close()
-    out.print(f"imported {c.readings - before} new readings into {shipment} "
-              f"({c.duplicates} duplicates, {c.rejected} rejected to dead letters, "
-              f"{len(raised)} alerts)")
+    out.print(
+        f"imported {c.readings - before} new readings into {shipment} "
+        f"({c.duplicates} duplicates, {c.rejected} rejected to dead letters, "
+        f"{len(raised)} alerts)"
+    )
 
 
 @app.command("evaluate")
 def evaluate(
     shipment_id: Annotated[str, typer.Argument(metavar="ID")],
-    now: Annotated[str | None, typer.Option(
-        help="Evaluate as of this time (RFC 3339); default: now. Only matters while open.")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate as of this time (RFC 3339); default: now. Only matters while open."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -270,12 +326,15 @@ def evaluate(
         return
     colour = {"PASS": "green", "REVIEW": "yellow", "FAIL": "red"}[ev.verdict]
     out.print(f"[bold]{s.id}[/] {s.product} {s.lane}: [bold {colour}]{ev.verdict}[/]")
-    out.print(f"readings {doc['readings']}, min {doc['min_c']} °C, max {doc['max_c']} °C, "
-              f"mean {doc['mean_c']} °C, MKT {doc['mkt_c']} °C")
+    out.print(
+        f"readings {doc['readings']}, min {doc['min_c']} °C, max {doc['max_c']} °C, "
+        f"mean {doc['mean_c']} °C, MKT {doc['mkt_c']} °C"
+    )
     for alarm in doc["alarms"]:
         if alarm["fired"]:
-            out.print(f"  alarm {alarm['id']} ({alarm['severity']}) fired at "
-                      f"{alarm['triggered_at']}")
+            out.print(
+                f"  alarm {alarm['id']} ({alarm['severity']}) fired at {alarm['triggered_at']}"
+            )
     for gap in doc["gaps"]:
         out.print(f"  data gap {gap['start']} → {gap['end']} ({gap['minutes']} min)")
 
@@ -300,8 +359,7 @@ def alerts_list(
         return
     table = Table("id", "shipment", "type", "severity", "rule", "triggered", "state")
     for a in alerts:
-        table.add_row(a.id, a.shipment_id, a.type, a.severity, a.rule, iso(a.triggered_ms),
-                      a.state)
+        table.add_row(a.id, a.shipment_id, a.type, a.severity, a.rule, iso(a.triggered_ms), a.state)
     out.print(table)
 
 
@@ -320,9 +378,19 @@ def dead_letters_list(
     finally:
         ctx.close()
     if as_json:
-        _print_json([{"id": d.id, "received_at": iso(d.received_ms), "topic": d.topic,
-                      "logger_id": d.logger_id, "reason": d.reason,
-                      "payload": d.payload.decode("utf-8", "replace")} for d in letters])
+        _print_json(
+            [
+                {
+                    "id": d.id,
+                    "received_at": iso(d.received_ms),
+                    "topic": d.topic,
+                    "logger_id": d.logger_id,
+                    "reason": d.reason,
+                    "payload": d.payload.decode("utf-8", "replace"),
+                }
+                for d in letters
+            ]
+        )
         return
     for d in letters:
         out.print(f"[bold]#{d.id}[/] {iso(d.received_ms)} {d.topic}\n  {d.reason}", highlight=False)
@@ -348,8 +416,7 @@ def demo(
     from coldchain.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
 
     try:
-        run_demo(shipments=shipments, duration_s=duration, workdir=workdir, seed=seed,
-                 console=out)
+        run_demo(shipments=shipments, duration_s=duration, workdir=workdir, seed=seed, console=out)
     except ColdchainError as exc:
         _fail(exc)
 
@@ -357,8 +424,10 @@ def demo(
 @app.command("serve")
 def serve(
     config: ConfigOpt = None,
-    worker: Annotated[bool, typer.Option(
-        "--worker", help="Join the shared subscription as one of several workers.")] = False,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker", help="Join the shared subscription as one of several workers."),
+    ] = False,
 ) -> None:
     """Ingest telemetry from the broker until interrupted (Ctrl-C).
 

@@ -109,5 +109,6 @@ def load_settings(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{err['msg']} (got {err.get('input')!r})", file=source,
-                          field=field) from exc
+        raise ConfigError(
+            f"{err['msg']} (got {err.get('input')!r})", file=source, field=field
+        ) from exc

@@ -44,7 +44,7 @@ Number = StrictFloat
 class _ReadingIn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    ts: str | Number
+    ts: Any  # str or epoch seconds; parse_ts_ms says what is wrong with anything else
     temp_c: Number
     seq: Annotated[StrictInt, Field(ge=0)] | None = None
     rh_pct: Annotated[Number, Field(ge=0, le=100)] | None = None
@@ -55,7 +55,7 @@ class _ReadingIn(BaseModel):
 
 
 class StatusIn(BaseModel):
-    """The retained status message of a logger (SPEC §2); the will message is ``{"online": false}``."""
+    """A logger's retained status message (SPEC §2); its will is ``{"online": false}``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -77,16 +77,21 @@ def _describe(exc: ValidationError, *, where: str = "") -> str:
     return "; ".join(parts)
 
 
-def parse_ts_ms(value: str | int | float, *, field: str = "ts") -> int:
+def parse_ts_ms(value: object, *, field: str = "ts") -> int:
     """RFC 3339 with ``Z`` or an offset, or Unix epoch seconds, to epoch ms UTC.
 
     A timestamp without a zone is refused (SPEC §3.1).
     """
-    if isinstance(value, bool):
-        raise DecodeError(f"{field}: expected RFC 3339 text or epoch seconds, got a boolean")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise DecodeError(
+            f"{field}: expected RFC 3339 text or epoch seconds, got {type(value).__name__} "
+            f"{value!r}"
+        )
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
-            raise DecodeError(f"{field}: epoch seconds must be a finite number >= 0 (got {value!r})")
+            raise DecodeError(
+                f"{field}: epoch seconds must be a finite number >= 0 (got {value!r})"
+            )
         return round(value * 1000)
     try:
         dt = datetime.fromisoformat(value)
@@ -118,9 +123,7 @@ def _loads(payload: bytes) -> Any:
             raise DecodeError(f"payload is not valid JSON: {exc}") from None
 
 
-def decode_telemetry(
-    payload: bytes, *, logger_id: str, topic: str, received_ms: int
-) -> Decoded:
+def decode_telemetry(payload: bytes, *, logger_id: str, topic: str, received_ms: int) -> Decoded:
     """Decode a telemetry message of the logger ``logger_id`` (taken from the topic).
 
     Native JSON (a single reading or a ``readings`` pack) and SenML packs are
@@ -137,9 +140,7 @@ def decode_telemetry(
     raise DecodeError(f"payload must be a JSON object or a SenML array, got {type(doc).__name__}")
 
 
-def _decode_native(
-    doc: dict[str, Any], *, logger_id: str, topic: str, received_ms: int
-) -> Decoded:
+def _decode_native(doc: dict[str, Any], *, logger_id: str, topic: str, received_ms: int) -> Decoded:
     claimed = doc.get("logger_id")
     if claimed is not None and claimed != logger_id:
         raise DecodeError(
@@ -171,8 +172,9 @@ def _decode_native(
             rejects.append(Reject(exc.reason, topic, _raw(item), received_ms, logger_id))
     if not readings and not rejects:  # pragma: no cover - items is non-empty
         raise DecodeError("no readings")
-    return Decoded(logger_id, tuple(readings), tuple(rejects),
-                   float(battery) if battery is not None else None)
+    return Decoded(
+        logger_id, tuple(readings), tuple(rejects), float(battery) if battery is not None else None
+    )
 
 
 def _raw(item: Any) -> bytes:
@@ -191,15 +193,21 @@ def _native_reading(item: Any, where: str, logger_id: str, received_ms: int) -> 
     temp = float(r.temp_c)
     _check_temp(temp, field=f"{where}temp_c")
     return Reading(
-        logger_id=logger_id, ts_ms=ts_ms, temp_c=temp, seq=r.seq, raw_temp_c=temp,
-        rh_pct=r.rh_pct, lat=r.lat, lon=r.lon, light=r.light, shock_g=r.shock_g,
+        logger_id=logger_id,
+        ts_ms=ts_ms,
+        temp_c=temp,
+        seq=r.seq,
+        raw_temp_c=temp,
+        rh_pct=r.rh_pct,
+        lat=r.lat,
+        lon=r.lon,
+        light=r.light,
+        shock_g=r.shock_g,
         received_ms=received_ms,
     )
 
 
-def _decode_senml(
-    records: list[Any], *, logger_id: str, topic: str, received_ms: int
-) -> Decoded:
+def _decode_senml(records: list[Any], *, logger_id: str, topic: str, received_ms: int) -> Decoded:
     if not records:
         raise DecodeError("SenML pack is empty")
     base_name = ""
@@ -236,7 +244,9 @@ def _decode_senml(
                 # a unit-less temperature record takes the unit of the one before it.
                 unit = unit if unit is not None else last_temp_unit
                 if unit is None:
-                    raise DecodeError(f"{where}.u: temperature record has no unit; use 'Cel' or 'K'")
+                    raise DecodeError(
+                        f"{where}.u: temperature record has no unit; use 'Cel' or 'K'"
+                    )
                 last_temp_unit = unit
                 if unit == "Cel":
                     temp = value
@@ -259,8 +269,14 @@ def _decode_senml(
     if not temps and not rejects:
         raise DecodeError("SenML pack has no temperature record")
     readings = tuple(
-        Reading(logger_id=logger_id, ts_ms=ts, temp_c=temp, raw_temp_c=temp,
-                rh_pct=humidity.get(ts), received_ms=received_ms)
+        Reading(
+            logger_id=logger_id,
+            ts_ms=ts,
+            temp_c=temp,
+            raw_temp_c=temp,
+            rh_pct=humidity.get(ts),
+            received_ms=received_ms,
+        )
         for ts, temp in sorted(temps.items())
     )
     return Decoded(logger_id, readings, tuple(rejects))

@@ -45,21 +45,32 @@ def run_demo(
     for stale in (db, db.with_suffix(".db-wal"), db.with_suffix(".db-shm")):
         stale.unlink(missing_ok=True)
     base = load_settings()
-    settings = base.model_copy(update={
-        "store": base.store.model_copy(update={"url": f"sqlite:///{db}"}),
-        "broker": base.broker.model_copy(update={"client_id": "coldchain-demo"}),
-    })
+    settings = base.model_copy(
+        update={
+            "store": base.store.model_copy(update={"url": f"sqlite:///{db}"}),
+            "broker": base.broker.model_copy(update={"client_id": "coldchain-demo"}),
+        }
+    )
     profiles = settings.load_profiles()
     store = open_store(settings.store.url)
     start = ms_to_dt(clock.now_ms()) - timedelta(days=FLEET_DAYS_BACK)
-    fleet = build_fleet(shipments=shipments, start=start, seed=seed,
-                        prefix=settings.broker.topic_prefix)
+    fleet = build_fleet(
+        shipments=shipments, start=start, seed=seed, prefix=settings.broker.topic_prefix
+    )
     for plan in fleet.plans:
-        store.create_shipment(Shipment(
-            id=plan.shipment_id, product=plan.product, loggers=(plan.logger_id,), lot=plan.lot,
-            origin=plan.origin, destination=plan.destination, status=ShipmentStatus.IN_TRANSIT,
-            start_ms=dt_to_ms(plan.start), created_ms=clock.now_ms(),
-        ))
+        store.create_shipment(
+            Shipment(
+                id=plan.shipment_id,
+                product=plan.product,
+                loggers=(plan.logger_id,),
+                lot=plan.lot,
+                origin=plan.origin,
+                destination=plan.destination,
+                status=ShipmentStatus.IN_TRANSIT,
+                start_ms=dt_to_ms(plan.start),
+                created_ms=clock.now_ms(),
+            )
+        )
 
     def show(alert: Alert) -> None:
         style = SEVERITY_STYLE[alert.severity]
@@ -68,22 +79,39 @@ def run_demo(
     console.rule("coldchain demo")
     with Runtime(settings, store, profiles, clock=clock, extra_sinks=(show,)) as rt:
         where = "embedded broker" if rt.embedded is not None else "broker"
-        console.print(f"{where} {rt.broker_url} · store {db} · {len(fleet.plans)} shipments, "
-                      f"{len(fleet.messages)} messages, replaying {FLEET_DAYS_BACK} days "
-                      f"in about {duration_s:.0f} s")
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                      TimeElapsedColumn(), console=console) as progress:
+        console.print(
+            f"{where} {rt.broker_url} · store {db} · {len(fleet.plans)} shipments, "
+            f"{len(fleet.messages)} messages, replaying {FLEET_DAYS_BACK} days "
+            f"in about {duration_s:.0f} s"
+        )
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
             task = progress.add_task("publishing", total=len(fleet.messages), stats="")
 
             def on_progress(done: int, total: int) -> None:
                 c = rt.pipeline.counters
-                progress.update(task, completed=done, stats=(
-                    f"readings {c.readings} · dup {c.duplicates} · rejected {c.rejected} · "
-                    f"alerts {c.alerts}"))
+                progress.update(
+                    task,
+                    completed=done,
+                    stats=(
+                        f"readings {c.readings} · dup {c.duplicates} · rejected {c.rejected} · "
+                        f"alerts {c.alerts}"
+                    ),
+                )
 
-            publish(fleet.messages, url=rt.broker_url, client_id="coldchain-demo-fleet",
-                    duration_s=duration_s, on_progress=on_progress)
+            publish(
+                fleet.messages,
+                url=rt.broker_url,
+                client_id="coldchain-demo-fleet",
+                duration_s=duration_s,
+                on_progress=on_progress,
+            )
             # the subscriber may still be draining the broker's queue
             _wait_for(rt, len(fleet.messages))
             on_progress(len(fleet.messages), len(fleet.messages))
@@ -96,18 +124,35 @@ def run_demo(
     evaluations = evaluate_shipments(store, profiles, shipped, now_ms=now)
     out_dir = workdir / "evaluations"
     out_dir.mkdir(exist_ok=True)
-    table = Table("shipment", "product", "lane", "scenario", "verdict", "min °C", "max °C",
-                  "MKT °C", "alerts", title="Shipments (batch re-evaluation of stored readings)")
+    table = Table(
+        "shipment",
+        "product",
+        "lane",
+        "scenario",
+        "verdict",
+        "min °C",
+        "max °C",
+        "MKT °C",
+        "alerts",
+        title="Shipments (batch re-evaluation of stored readings)",
+    )
     for plan in fleet.plans:
         ev = evaluations[plan.shipment_id]
         doc = ev.to_json()
         (out_dir / f"{plan.shipment_id}.json").write_bytes(
-            orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+            orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        )
         alerts = store.list_alerts(shipment_id=plan.shipment_id)
         table.add_row(
-            plan.shipment_id, plan.product, f"{plan.origin}→{plan.destination}", plan.scenario,
+            plan.shipment_id,
+            plan.product,
+            f"{plan.origin}→{plan.destination}",
+            plan.scenario,
             f"[{VERDICT_STYLE[ev.verdict]}]{ev.verdict}[/]",
-            _fmt(doc["min_c"]), _fmt(doc["max_c"]), _fmt(doc["mkt_c"]), str(len(alerts)),
+            _fmt(doc["min_c"]),
+            _fmt(doc["max_c"]),
+            _fmt(doc["mkt_c"]),
+            str(len(alerts)),
         )
     console.print(table)
     console.print(
@@ -116,8 +161,9 @@ def run_demo(
         f"(kept in dead letters: `coldchain dead-letters list`) · {counters.alerts} alerts"
     )
     console.print(f"evaluations written to {out_dir}/ · database {db} · at {iso(now)}")
-    console.print(f"try: COLDCHAIN_STORE=sqlite:///{db} coldchain evaluate "
-                  f"{fleet.plans[0].shipment_id}")
+    console.print(
+        f"try: COLDCHAIN_STORE=sqlite:///{db} coldchain evaluate {fleet.plans[0].shipment_id}"
+    )
     store.close()
 
 

@@ -177,7 +177,10 @@ class Evaluation:
                     "fired": a.id in fired,
                     "triggered_at": iso(fired[a.id][0].triggered_ms) if a.id in fired else None,
                     "firings": [
-                        {"triggered_at": iso(f.triggered_ms), "episode_start": iso(f.episode_start_ms)}
+                        {
+                            "triggered_at": iso(f.triggered_ms),
+                            "episode_start": iso(f.episode_start_ms),
+                        }
                         for f in fired.get(a.id, [])
                     ],
                 }
@@ -239,7 +242,9 @@ def mkt_of(m: Measures, profile: Profile) -> float | None:
     """MKT in °C, or None when the profile disables it or there is no covered time."""
     if not profile.mkt or not m.readings or m.weight_sum <= 0:
         return None
-    return _round(mkt_from_lse(m.lse_max, m.lse_sum, m.weight_sum, profile.activation_energy_kj_mol))
+    return _round(
+        mkt_from_lse(m.lse_max, m.lse_sum, m.weight_sum, profile.activation_energy_kj_mol)
+    )
 
 
 def is_out(direction: Direction, limit_c: float, temp_c: float) -> bool:
@@ -272,8 +277,8 @@ def measure(points: Sequence[tuple[int, float]], profile: Profile, *, cap_ms: in
     keys = profile.limit_keys()
     n = len(points)
     if n == 0:
-        return Measures(0, None, None, None, None, 0, 0.0, 0.0, 0.0, 0.0,
-                        {k: () for k in keys}, ())
+        empty: dict[LimitKey, tuple[Episode, ...]] = dict.fromkeys(keys, ())
+        return Measures(0, None, None, None, None, 0, 0.0, 0.0, 0.0, 0.0, empty, ())
     ends = [
         max(ts, min(points[i + 1][0] if i + 1 < n else cap_ms, ts + gap_ms, cap_ms))
         for i, (ts, _) in enumerate(points)

@@ -51,8 +51,9 @@ def parse_csv(text: str, *, source: str) -> list[FileReading]:
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) <= max(its, itemp):
-            raise ImportFileError(f"expected {len(names)} columns, found {len(row)}",
-                                  file=source, line=line)
+            raise ImportFileError(
+                f"expected {len(names)} columns, found {len(row)}", file=source, line=line
+            )
         raw_ts, raw_temp = row[its].strip(), row[itemp].strip()
         try:
             ts: str | float = float(raw_ts) if _is_number(raw_ts) else raw_ts
@@ -62,8 +63,9 @@ def parse_csv(text: str, *, source: str) -> list[FileReading]:
         try:
             temp = float(raw_temp)
         except ValueError:
-            raise ImportFileError(f"temp_c: {raw_temp!r} is not a number", file=source,
-                                  line=line) from None
+            raise ImportFileError(
+                f"temp_c: {raw_temp!r} is not a number", file=source, line=line
+            ) from None
         out.append(FileReading(ts_ms, temp, line))
     if not out:
         raise ImportFileError("the file has a header but no readings", file=source)

@@ -24,14 +24,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from coldchain.alerts import Alert, alarm_alert, logger_alert
+from coldchain.alerts import Alert, AlertType, alarm_alert, logger_alert
 from coldchain.clock import Clock
 from coldchain.config import Settings
 from coldchain.decoding import decode_status, decode_telemetry
 from coldchain.errors import ColdchainError, DecodeError
 from coldchain.evaluation import Evaluation, Firing
 from coldchain.models import MS_PER_MIN, Reading, Reject, Shipment, ShipmentStatus, iso
-from coldchain.profiles import ProfileSet
+from coldchain.profiles import ProfileSet, Severity
 from coldchain.store import Store
 from coldchain.streaming import ShipmentMonitor
 from coldchain.topics import parse_topic
@@ -105,8 +105,9 @@ class Pipeline:
         imported, or stored before the shipment was registered) are raised now.
         """
         with self._lock:
-            known = {s.id: s for s in self.store.list_shipments()
-                     if s.status != ShipmentStatus.CLOSED}
+            known = {
+                s.id: s for s in self.store.list_shipments() if s.status != ShipmentStatus.CLOSED
+            }
             for sid in list(self._monitors):
                 if sid not in known:
                     del self._monitors[sid]
@@ -132,8 +133,10 @@ class Pipeline:
         )
         now = self.clock.now_ms()
         existing = {a.id for a in self.store.list_alerts(shipment_id=shipment.id)}
-        alerts = [self._alarm_alert(shipment.id, f, monitor, now)
-                  for f in monitor.add((r.ts_ms, r.temp_c) for r in readings)]
+        alerts = [
+            self._alarm_alert(shipment.id, f, monitor, now)
+            for f in monitor.add((r.ts_ms, r.temp_c) for r in readings)
+        ]
         return [a for a in alerts if a.id not in existing]
 
     def monitor(self, shipment_id: str) -> ShipmentMonitor:
@@ -162,42 +165,66 @@ class Pipeline:
             try:
                 parsed = parse_topic(topic, prefix=self.prefix)
                 if parsed.kind == "telemetry":
-                    decoded = decode_telemetry(payload, logger_id=parsed.ident, topic=topic,
-                                               received_ms=received_ms)
+                    decoded = decode_telemetry(
+                        payload, logger_id=parsed.ident, topic=topic, received_ms=received_ms
+                    )
                     readings.extend(decoded.readings)
                     rejects.extend(decoded.rejects)
-                    alerts.extend(self._health_of(decoded.logger_id, decoded.readings,
-                                                  decoded.rejects, decoded.battery_pct, now))
+                    alerts.extend(
+                        self._health_of(
+                            decoded.logger_id,
+                            decoded.readings,
+                            decoded.rejects,
+                            decoded.battery_pct,
+                            now,
+                        )
+                    )
                 elif parsed.kind == "status":
                     status = decode_status(payload)
-                    self.store.record_logger_status(parsed.ident, ts_ms=received_ms,
-                                                    online=status.online,
-                                                    battery_pct=status.battery_pct)
+                    self.store.record_logger_status(
+                        parsed.ident,
+                        ts_ms=received_ms,
+                        online=status.online,
+                        battery_pct=status.battery_pct,
+                    )
                     alerts.extend(self._health_of(parsed.ident, (), (), status.battery_pct, now))
                 else:
                     raise DecodeError(f"topic kind {parsed.kind!r} is not ingested here")
             except DecodeError as exc:
-                rejects.append(Reject(exc.reason, topic, payload, received_ms,
-                                      _logger_of(topic)))
+                rejects.append(Reject(exc.reason, topic, payload, received_ms, _logger_of(topic)))
                 if exc.reason.startswith("sensor fault"):
-                    alerts.extend(self._health_of(_logger_of(topic) or "", (), rejects[-1:],
-                                                  None, now))
+                    alerts.extend(
+                        self._health_of(_logger_of(topic) or "", (), rejects[-1:], None, now)
+                    )
             except Exception as exc:  # a bug must not stop ingestion: keep the message
                 log.exception("internal error on a message from %s", topic)
-                rejects.append(Reject(f"internal error: {exc!r}", topic, payload, received_ms,
-                                      _logger_of(topic)))
+                rejects.append(
+                    Reject(
+                        f"internal error: {exc!r}", topic, payload, received_ms, _logger_of(topic)
+                    )
+                )
         with self.store.transaction():
             result = self.store.insert_readings(readings)
             self.store.add_dead_letters(rejects)
             for conflict in result.conflicts:
                 self.store.audit(
-                    actor="pipeline", action="reading_conflict", entity="logger",
-                    entity_id=conflict.kept.logger_id, ts_ms=now,
-                    detail={"kept": {"ts": iso(conflict.kept.ts_ms), "seq": conflict.kept.seq,
-                                     "temp_c": conflict.kept.raw_temp_c},
-                            "refused": {"ts": iso(conflict.refused.ts_ms),
-                                        "seq": conflict.refused.seq,
-                                        "temp_c": conflict.refused.raw_temp_c}},
+                    actor="pipeline",
+                    action="reading_conflict",
+                    entity="logger",
+                    entity_id=conflict.kept.logger_id,
+                    ts_ms=now,
+                    detail={
+                        "kept": {
+                            "ts": iso(conflict.kept.ts_ms),
+                            "seq": conflict.kept.seq,
+                            "temp_c": conflict.kept.raw_temp_c,
+                        },
+                        "refused": {
+                            "ts": iso(conflict.refused.ts_ms),
+                            "seq": conflict.refused.seq,
+                            "temp_c": conflict.refused.raw_temp_c,
+                        },
+                    },
                 )
             alerts.extend(self._evaluate_new(result.new, now))
             raised = [a for a in alerts if self.store.upsert_alert(a)]
@@ -233,8 +260,13 @@ class Pipeline:
                     log.exception("alert sink %r failed for %s", sink, alert.id)
 
     def _alarm_alert(self, sid: str, firing: Firing, monitor: ShipmentMonitor, now: int) -> Alert:
-        return alarm_alert(firing, shipment=self._shipments[sid], profile=monitor.profile,
-                           value_c=monitor.last_temp_c(), detected_ms=now)
+        return alarm_alert(
+            firing,
+            shipment=self._shipments[sid],
+            profile=monitor.profile,
+            value_c=monitor.last_temp_c(),
+            detected_ms=now,
+        )
 
     def _evaluate_new(self, new: Sequence[Reading], now: int) -> list[Alert]:
         per_shipment: dict[str, list[tuple[int, float]]] = defaultdict(list)
@@ -269,23 +301,40 @@ class Pipeline:
         shipments = self._by_logger.get(logger_id) or []
         found: list[Alert] = []
 
-        def raise_for(kind: str, severity: str, triggered: int, message: str,
-                      value: float | None = None) -> None:
+        def raise_for(
+            kind: AlertType,
+            severity: Severity,
+            triggered: int,
+            message: str,
+            value: float | None = None,
+        ) -> None:
             for sid in shipments:
-                found.append(logger_alert(kind=kind, shipment_id=sid, logger_id=logger_id,  # type: ignore[arg-type]
-                                          severity=severity, triggered_ms=triggered,  # type: ignore[arg-type]
-                                          detected_ms=now, message=f"Shipment {sid}: {message}",
-                                          value_c=value))
+                found.append(
+                    logger_alert(
+                        kind=kind,
+                        shipment_id=sid,
+                        logger_id=logger_id,
+                        severity=severity,
+                        triggered_ms=triggered,
+                        detected_ms=now,
+                        message=f"Shipment {sid}: {message}",
+                        value_c=value,
+                    )
+                )
 
         skew_ms = round(hs.clock_skew_min * MS_PER_MIN)
         for r in readings:
             ahead = r.ts_ms - r.received_ms
             if ahead > skew_ms and not h.skewed:
                 h.skewed = True
-                raise_for("clock_skew", "warning", r.received_ms,
-                          f"logger {logger_id} reports {iso(r.ts_ms)}, "
-                          f"{ahead / MS_PER_MIN:.0f} min ahead of receive time; "
-                          "readings are kept and evaluated on device time — check its clock")
+                raise_for(
+                    "clock_skew",
+                    "warning",
+                    r.received_ms,
+                    f"logger {logger_id} reports {iso(r.ts_ms)}, "
+                    f"{ahead / MS_PER_MIN:.0f} min ahead of receive time; "
+                    "readings are kept and evaluated on device time — check its clock",
+                )
             elif ahead <= skew_ms:
                 h.skewed = False
         faults = [r for r in rejects if r.reason.startswith("sensor fault")]
@@ -294,15 +343,23 @@ class Pipeline:
         h.faults_in_row += len(faults)
         if faults and h.faults_in_row >= hs.sensor_fault_repeat and not h.fault_alerted:
             h.fault_alerted = True
-            raise_for("sensor_fault", "warning", faults[0].received_ms,
-                      f"logger {logger_id} sent {h.faults_in_row} impossible values in a row "
-                      f"({faults[-1].reason}); inspect or replace the sensor")
+            raise_for(
+                "sensor_fault",
+                "warning",
+                faults[0].received_ms,
+                f"logger {logger_id} sent {h.faults_in_row} impossible values in a row "
+                f"({faults[-1].reason}); inspect or replace the sensor",
+            )
         if battery_pct is not None:
             low = battery_pct < hs.battery_low_pct
             if low and not h.battery_low:
-                raise_for("battery_low", "warning", now,
-                          f"logger {logger_id} battery at {battery_pct:.0f} % "
-                          f"(below {hs.battery_low_pct:.0f} %); replace or recharge before it stops")
+                raise_for(
+                    "battery_low",
+                    "warning",
+                    now,
+                    f"logger {logger_id} battery at {battery_pct:.0f} % "
+                    f"(below {hs.battery_low_pct:.0f} %); replace or recharge before it stops",
+                )
             h.battery_low = low
         return found
 
@@ -311,12 +368,18 @@ class Pipeline:
     def deliver(self, shipment_id: str, *, end_ms: int) -> Shipment:
         """Mark delivered at device time ``end_ms``: the last reading's hold stops there."""
         with self._lock:
-            shipment = replace(self.store.get_shipment(shipment_id),
-                               status=ShipmentStatus.DELIVERED, end_ms=end_ms)
+            shipment = replace(
+                self.store.get_shipment(shipment_id), status=ShipmentStatus.DELIVERED, end_ms=end_ms
+            )
             self.store.update_shipment(shipment)
-            self.store.audit(actor="pipeline", action="delivered", entity="shipment",
-                             entity_id=shipment_id, ts_ms=self.clock.now_ms(),
-                             detail={"end": iso(end_ms)})
+            self.store.audit(
+                actor="pipeline",
+                action="delivered",
+                entity="shipment",
+                entity_id=shipment_id,
+                ts_ms=self.clock.now_ms(),
+                detail={"end": iso(end_ms)},
+            )
             self.reload_shipments()
             return shipment
 
@@ -379,8 +442,11 @@ class Writer:
             batch = [item]
             try:
                 while len(batch) < self.batch_max:
-                    nxt = self._queue.get(timeout=self.batch_wait_s) if len(batch) < 2 else (
-                        self._queue.get_nowait())
+                    nxt = (
+                        self._queue.get(timeout=self.batch_wait_s)
+                        if len(batch) < 2
+                        else (self._queue.get_nowait())
+                    )
                     if nxt is None:
                         stopping = True
                         break
@@ -405,8 +471,12 @@ class Writer:
     def _dead_letter(self, batch: Sequence[Message]) -> None:
         try:
             self.pipeline.store.add_dead_letters(
-                [Reject("batch failed to store; replay from dead letters", t, p, r, _logger_of(t))
-                 for t, p, r in batch]
+                [
+                    Reject(
+                        "batch failed to store; replay from dead letters", t, p, r, _logger_of(t)
+                    )
+                    for t, p, r in batch
+                ]
             )
         except Exception:
             log.exception("could not even dead-letter %d messages", len(batch))

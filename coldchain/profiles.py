@@ -102,7 +102,8 @@ class Profile(_Frozen):
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
         seen: set[str] = set()
-        for item in (*self.alarms, *self.budget):
+        items: tuple[Alarm | Budget, ...] = (*self.alarms, *self.budget)
+        for item in items:
             if item.id in seen:
                 msg = f"duplicate alarm/budget id {item.id!r}"
                 raise ValueError(msg)

@@ -56,10 +56,18 @@ class Runtime:
         self.settings = settings
         self.embedded: EmbeddedBroker | None = None
         self.broker_url = settings.broker.url or ""
-        self.pipeline = Pipeline(store, profiles, settings, clock=clock,
-                                 alert_sinks=[log_sink, self._publish_alert, *extra_sinks])
-        self.writer = Writer(self.pipeline, batch_max=settings.ingest.batch_max,
-                             batch_wait_ms=settings.ingest.batch_wait_ms)
+        self.pipeline = Pipeline(
+            store,
+            profiles,
+            settings,
+            clock=clock,
+            alert_sinks=[log_sink, self._publish_alert, *extra_sinks],
+        )
+        self.writer = Writer(
+            self.pipeline,
+            batch_max=settings.ingest.batch_max,
+            batch_wait_ms=settings.ingest.batch_wait_ms,
+        )
         client_id = settings.broker.client_id + client_suffix
         if worker:
             client_id += f"-{os.getpid()}"
@@ -82,8 +90,9 @@ class Runtime:
         # amqtt speaks MQTT 3.1.1 only; real brokers get MQTT 5 (session expiry, shared subs)
         protocol = MqttVersion.V311 if self.embedded is not None else MqttVersion.V5
         self.writer.start()
-        self.publisher = Publisher(url=self.broker_url, client_id=self._client_id + "-alerts",
-                                   protocol=protocol)
+        self.publisher = Publisher(
+            url=self.broker_url, client_id=self._client_id + "-alerts", protocol=protocol
+        )
         self.publisher.start()
         self.subscriber = Subscriber(
             url=self.broker_url,
@@ -94,8 +103,14 @@ class Runtime:
             protocol=protocol,
         )
         self.subscriber.start()
-        self.scheduler.add_job(self.pipeline.tick, "interval", seconds=self._tick_interval_s,
-                               id="hold-tick", max_instances=1, coalesce=True)
+        self.scheduler.add_job(
+            self.pipeline.tick,
+            "interval",
+            seconds=self._tick_interval_s,
+            id="hold-tick",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
         return self
 
@@ -114,7 +129,9 @@ class Runtime:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

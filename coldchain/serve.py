@@ -24,15 +24,28 @@ def run_serve(ctx: Context, *, worker: bool, console: Console) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    with Runtime(ctx.settings, ctx.store, ctx.profiles, clock=ctx.clock, worker=worker,
-                 embedded_port=EMBEDDED_PORT) as rt:
+    with Runtime(
+        ctx.settings,
+        ctx.store,
+        ctx.profiles,
+        clock=ctx.clock,
+        worker=worker,
+        embedded_port=EMBEDDED_PORT,
+    ) as rt:
         where = "embedded broker" if rt.embedded is not None else "broker"
-        console.print(f"coldchain serving: {where} {rt.broker_url}, store "
-                      f"{ctx.settings.store.url}. Ctrl-C to stop.")
+        console.print(
+            f"coldchain serving: {where} {rt.broker_url}, store "
+            f"{ctx.settings.store.url}. Ctrl-C to stop."
+        )
         while not stop.wait(60):
             c = rt.pipeline.counters
             logging.getLogger("coldchain").info(
                 "messages %d, readings %d, duplicates %d, rejected %d, alerts %d",
-                c.messages, c.readings, c.duplicates, c.rejected, c.alerts)
+                c.messages,
+                c.readings,
+                c.duplicates,
+                c.rejected,
+                c.alerts,
+            )
             rt.pipeline.reload_shipments()
     console.print("stopped")

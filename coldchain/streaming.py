@@ -107,8 +107,9 @@ class ShipmentMonitor:
 
     def evaluate(self, *, now_ms: int) -> Evaluation:
         """The full evaluation of what this monitor holds (same rules as the batch path)."""
-        return evaluate(self.shipment_id, self.profile, self.points(), now_ms=now_ms,
-                        end_ms=self.end_ms)
+        return evaluate(
+            self.shipment_id, self.profile, self.points(), now_ms=now_ms, end_ms=self.end_ms
+        )
 
     # -- internals -----------------------------------------------------------
 

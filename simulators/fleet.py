@@ -272,6 +272,7 @@ def build_fleet(
             malformed_done = True
         origin, destination = LANES[index % len(LANES)]
         duration_ms = rng.randint(slot.min_h * 60, slot.max_h * 60) * MIN_MS
+        duration_ms -= duration_ms % (interval_s * 1000)  # the last reading holds to the end
         # The first shipment starts at `start`; the others anywhere that ends in time.
         offset_ms = rng.randint(0, (FLEET_SPAN_MS - duration_ms) // MIN_MS) * MIN_MS
         if index == 0:

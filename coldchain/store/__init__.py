@@ -93,7 +93,13 @@ class Store(Protocol):
     ) -> None: ...
 
     def audit(
-        self, *, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any],
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity: str,
+        entity_id: str,
+        detail: dict[str, Any],
         ts_ms: int,
     ) -> None: ...
     def list_audit(self, *, entity_id: str | None = None) -> list[AuditEntry]: ...

@@ -123,29 +123,70 @@ CREATE INDEX IF NOT EXISTS audit_by_entity ON audit_log (entity_id, id);
 
 def _reading_row(r: Reading) -> tuple[Any, ...]:
     kind, key = (BY_SEQ, r.seq) if r.seq is not None else (BY_TIME, r.ts_ms)
-    return (r.logger_id, kind, key, r.ts_ms, r.temp_c, r.raw_temp_c, r.seq, r.rh_pct, r.lat,
-            r.lon, r.light, r.shock_g, r.received_ms, r.source)
+    return (
+        r.logger_id,
+        kind,
+        key,
+        r.ts_ms,
+        r.temp_c,
+        r.raw_temp_c,
+        r.seq,
+        r.rh_pct,
+        r.lat,
+        r.lon,
+        r.light,
+        r.shock_g,
+        r.received_ms,
+        r.source,
+    )
 
 
 def _row_reading(row: Sequence[Any]) -> Reading:
     return Reading(
-        logger_id=row[0], ts_ms=row[3], temp_c=row[4], raw_temp_c=row[5], seq=row[6],
-        rh_pct=row[7], lat=row[8], lon=row[9], light=row[10], shock_g=row[11],
-        received_ms=row[12], source=row[13],
+        logger_id=row[0],
+        ts_ms=row[3],
+        temp_c=row[4],
+        raw_temp_c=row[5],
+        seq=row[6],
+        rh_pct=row[7],
+        lat=row[8],
+        lon=row[9],
+        light=row[10],
+        shock_g=row[11],
+        received_ms=row[12],
+        source=row[13],
     )
 
 
 def _shipment_row(s: Shipment) -> tuple[Any, ...]:
-    return (s.id, s.product, orjson.dumps(list(s.loggers)).decode(), s.lot, s.origin,
-            s.destination, s.status.value, s.start_ms, s.end_ms, s.created_ms,
-            orjson.dumps(s.extra).decode())
+    return (
+        s.id,
+        s.product,
+        orjson.dumps(list(s.loggers)).decode(),
+        s.lot,
+        s.origin,
+        s.destination,
+        s.status.value,
+        s.start_ms,
+        s.end_ms,
+        s.created_ms,
+        orjson.dumps(s.extra).decode(),
+    )
 
 
 def _row_shipment(row: Sequence[Any]) -> Shipment:
     return Shipment(
-        id=row[0], product=row[1], loggers=tuple(orjson.loads(row[2])), lot=row[3],
-        origin=row[4], destination=row[5], status=ShipmentStatus(row[6]), start_ms=row[7],
-        end_ms=row[8], created_ms=row[9], extra=orjson.loads(row[10]),
+        id=row[0],
+        product=row[1],
+        loggers=tuple(orjson.loads(row[2])),
+        lot=row[3],
+        origin=row[4],
+        destination=row[5],
+        status=ShipmentStatus(row[6]),
+        start_ms=row[7],
+        end_ms=row[8],
+        created_ms=row[9],
+        extra=orjson.loads(row[10]),
     )
 
 
@@ -216,7 +257,9 @@ class SqliteStore:
 
     def get_shipment(self, shipment_id: str) -> Shipment:
         with self._lock:
-            row = self._db.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM shipments WHERE id = ?", (shipment_id,)
+            ).fetchone()
         if row is None:
             raise NotFoundError("shipment", shipment_id)
         return _row_shipment(row)
@@ -259,8 +302,7 @@ class SqliteStore:
         rows = [_reading_row(r) for r in readings]
         with self.transaction():
             self._db.executemany(
-                f"INSERT INTO temp.stage ({_READING_COLUMNS}) VALUES "
-                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO temp.stage ({_READING_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             # WHERE true: SQLite needs it to parse INSERT … SELECT … ON CONFLICT / OR IGNORE
@@ -339,8 +381,13 @@ class SqliteStore:
                 "INSERT INTO dead_letters (received_ms, topic, logger_id, reason, payload) "
                 "VALUES (?,?,?,?,?)",
                 [
-                    (r.received_ms, r.topic, r.logger_id, r.reason,
-                     r.payload[:DEAD_LETTER_MAX_BYTES])
+                    (
+                        r.received_ms,
+                        r.topic,
+                        r.logger_id,
+                        r.reason,
+                        r.payload[:DEAD_LETTER_MAX_BYTES],
+                    )
                     for r in rejects
                 ],
             )
@@ -362,14 +409,20 @@ class SqliteStore:
     # -- alerts ----------------------------------------------------------------
 
     def upsert_alert(self, alert: Alert) -> bool:
-        doc = orjson.dumps({k: v for k, v in _alert_fields(alert).items()}).decode()
+        doc = orjson.dumps(_alert_fields(alert)).decode()
         with self.transaction():
             cur = self._db.execute(
                 "INSERT INTO alerts (id, shipment_id, state, triggered_ms, doc, count, updated_ms) "
                 "VALUES (?,?,?,?,?,1,?) ON CONFLICT (id) DO UPDATE SET count = count + 1, "
                 "updated_ms = excluded.updated_ms RETURNING count",
-                (alert.id, alert.shipment_id, alert.state, alert.triggered_ms, doc,
-                 alert.detected_ms),
+                (
+                    alert.id,
+                    alert.shipment_id,
+                    alert.state,
+                    alert.triggered_ms,
+                    doc,
+                    alert.detected_ms,
+                ),
             )
             (count,) = cur.fetchone()
         return bool(count == 1)
@@ -413,7 +466,13 @@ class SqliteStore:
             )
 
     def audit(
-        self, *, actor: str, action: str, entity: str, entity_id: str, detail: dict[str, Any],
+        self,
+        *,
+        actor: str,
+        action: str,
+        entity: str,
+        entity_id: str,
+        detail: dict[str, Any],
         ts_ms: int,
     ) -> None:
         with self.transaction():
@@ -431,7 +490,7 @@ class SqliteStore:
             args = (entity_id,)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
-        return [AuditEntry(*r[:6], orjson.loads(r[6])) for r in rows]
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Benchmarks of coldchain; each module runs with ``python -m benchmarks.<name>``."""

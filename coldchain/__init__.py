@@ -1,0 +1,54 @@
+"""coldchain: cold-chain shipment monitoring (SPEC.md is the contract).
+
+Loggers publish over MQTT; the pipeline decodes, stores and evaluates their
+readings against product stability limits and raises alerts. The public
+names below are what other programs may import; everything else is internal.
+"""
+
+from coldchain.alerts import Alert, alert_id
+from coldchain.decoding import decode_status, decode_telemetry
+from coldchain.errors import (
+    BrokerError,
+    ColdchainError,
+    ConfigError,
+    DecodeError,
+    ImportFileError,
+    NotFoundError,
+    ShipmentError,
+    StoreError,
+)
+from coldchain.evaluation import Evaluation, evaluate
+from coldchain.mkt import mkt_c
+from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
+from coldchain.profiles import Profile, ProfileSet, load_profiles, parse_profile
+from coldchain.streaming import ShipmentMonitor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alert",
+    "BrokerError",
+    "ColdchainError",
+    "ConfigError",
+    "DecodeError",
+    "Evaluation",
+    "ImportFileError",
+    "NotFoundError",
+    "Profile",
+    "ProfileSet",
+    "Reading",
+    "Reject",
+    "Shipment",
+    "ShipmentError",
+    "ShipmentMonitor",
+    "ShipmentStatus",
+    "StoreError",
+    "__version__",
+    "alert_id",
+    "decode_status",
+    "decode_telemetry",
+    "evaluate",
+    "load_profiles",
+    "mkt_c",
+    "parse_profile",
+]
