@@ -116,7 +116,7 @@ def _publish_with_progress(
 def fleet(
     *,
     broker: BrokerOption = DEFAULT_URL,
-    shipments: Annotated[int, typer.Option(min=1, help="Number of shipments.")] = 10,
+    shipments: Annotated[int, typer.Option(min=1, max=1000, help="Number of shipments.")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 7,
     interval: Annotated[
         float, typer.Option(min=0.5, max=15.0, help="Minutes between readings.")
@@ -180,7 +180,10 @@ def fleet(
     for p in built.plans:
         stderr.print(
             f"{p.shipment_id} {p.product:<11} {p.logger_id} {p.origin}→{p.destination} "
-            f"{p.scenario:<20} {p.expected}"
+            f"{p.scenario:<20} {p.expected}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
     stats = _publish_with_progress(
         built.messages,

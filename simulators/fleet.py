@@ -51,6 +51,7 @@ MIN_INTERVAL_S = 30
 MAX_INTERVAL_S = 15 * 60
 """The tightest product profile (cart-ln2) lets a reading stand for 15 min."""
 
+MAX_SHIPMENTS = 1000
 PACK_READINGS = 3
 STATUS_EVERY_MS = 6 * 3_600_000
 OFFLINE_MS = 3_600_000
@@ -246,8 +247,8 @@ def build_fleet(
     always give the same bytes. Messages are interleaved across loggers by
     the device time at which a real logger would publish them.
     """
-    if shipments < 1:
-        msg = f"shipments must be at least 1, got {shipments}"
+    if not 1 <= shipments <= MAX_SHIPMENTS:
+        msg = f"shipments must be between 1 and {MAX_SHIPMENTS}, got {shipments}"
         raise ValueError(msg)
     interval_s = round(interval_min * 60)
     if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
