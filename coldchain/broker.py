@@ -26,7 +26,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from coldchain.errors import BrokerError
 
@@ -59,6 +60,27 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
     async def authenticate(self, *, session: Session) -> bool | None:
         """Accept the connection (the listener is bound to loopback)."""
         return True
+
+
+class NoSharedSubscriptionsPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt ships no type information
+    """Refuse ``$share/…`` subscriptions instead of accepting them silently.
+
+    amqtt has no shared subscriptions: it would take ``$share/g/t`` as a
+    literal filter that never matches, and the subscriber would wait forever.
+    Refusing it (SUBACK 0x80) makes ``Subscriber.start()`` fail loudly.
+    """
+
+    async def topic_filtering(
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool:
+        """False only for a subscription to a ``$share/`` filter."""
+        return not (
+            action == Action.SUBSCRIBE and topic is not None and topic.startswith("$share/")
+        )
 
 
 class EmbeddedBroker:
@@ -179,7 +201,10 @@ class EmbeddedBroker:
             },
             "session_expiry_interval": self._session_expiry_s,
             # Only our auth plugin: no $SYS publisher, no packet/event loggers.
-            "plugins": {f"{__name__}.{OpenAuthPlugin.__name__}": {}},
+            "plugins": {
+                f"{__name__}.{OpenAuthPlugin.__name__}": {},
+                f"{__name__}.{NoSharedSubscriptionsPlugin.__name__}": {},
+            },
         }
 
     def _run(self) -> None:

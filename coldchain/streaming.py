@@ -83,7 +83,12 @@ class ShipmentMonitor:
             if self._ts and ts <= self._ts[-1]:
                 i = bisect.bisect_left(self._ts, ts)
                 if i < len(self._ts) and self._ts[i] == ts:
-                    continue  # same device time: the first copy stays (SPEC §3.4)
+                    # two readings at one device time (distinct seq): keep the lower
+                    # temperature, as evaluation.prepare does, whatever the arrival order
+                    if temp < self._temps[i]:
+                        self._temps[i] = float(temp)
+                        rebuild = True
+                    continue
                 self._ts.insert(i, ts)
                 self._temps.insert(i, float(temp))
                 rebuild = True

@@ -142,7 +142,7 @@ def test_evaluate_gap_with_one_bound_in_range_is_not_counted_and_splits():
 def test_evaluate_cumulative_alarm_crosses_inside_an_episode():
     # three excursions above 8 °C: 20, 25 and 40 minutes. The 60-minute allowance is
     # exceeded 15 minutes into the third, which started at 200 min -> triggered at 215.
-    values: dict[int, float] = {t: 5.0 for t in range(0, 300, 5)}
+    values: dict[int, float] = dict.fromkeys(range(0, 300, 5), 5.0)
     for start, length in ((20, 20), (100, 25), (200, 40)):
         for t in range(start, start + length, 5):
             values[t] = 9.0
