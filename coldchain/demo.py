@@ -20,12 +20,18 @@ from rich.table import Table
 from coldchain.alerts import Alert
 from coldchain.clock import SystemClock
 from coldchain.config import load_settings
+from coldchain.errors import ColdchainError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, ms_to_dt
 from coldchain.runtime import Runtime
 from coldchain.service import evaluate_shipments
 from coldchain.store import open_store
 from simulators.fleet import build_fleet
 from simulators.publish import publish
+
+
+class DemoMismatchError(ColdchainError):
+    """A simulated shipment's verdict is not the one its scenario was built to produce."""
+
 
 FLEET_DAYS_BACK = 5
 """The fleet's device time starts this many days ago, so no reading is in the future."""
@@ -39,6 +45,8 @@ def run_demo(
 ) -> None:
     """Run the demo end to end; returns when every shipment is evaluated."""
     logging.basicConfig(level=logging.ERROR)
+    if not console.is_terminal:
+        console.width = max(console.width, 150)  # logs and CI: keep the summary table readable
     clock = SystemClock()
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "coldchain-demo.db"
@@ -134,8 +142,10 @@ def run_demo(
         "max °C",
         "MKT °C",
         "alerts",
+        "expected",
         title="Shipments (batch re-evaluation of stored readings)",
     )
+    mismatches = []
     for plan in fleet.plans:
         ev = evaluations[plan.shipment_id]
         doc = ev.to_json()
@@ -153,7 +163,12 @@ def run_demo(
             _fmt(doc["max_c"]),
             _fmt(doc["mkt_c"]),
             str(len(alerts)),
+            plan.verdict,
         )
+        if ev.verdict != plan.verdict:
+            mismatches.append(
+                f"{plan.shipment_id} ({plan.scenario}): {ev.verdict}, expected {plan.verdict}"
+            )
     console.print(table)
     console.print(
         f"{counters.messages} messages · {counters.readings} readings stored · "
@@ -165,6 +180,8 @@ def run_demo(
         f"try: COLDCHAIN_STORE=sqlite:///{db} coldchain evaluate {fleet.plans[0].shipment_id}"
     )
     store.close()
+    if mismatches:
+        raise DemoMismatchError("verdicts differ from the scenarios': " + "; ".join(mismatches))
 
 
 def _wait_for(rt: Runtime, expected: int, timeout_s: float = 60.0) -> None:

@@ -220,3 +220,21 @@ def test_evaluate_frame_reading_of_shipment_without_profile_refused(vaccine: Pro
         evaluate_frame(
             frame([("S-9", T0, 5.0)]), {"A": vaccine, "B": crt}, {"A": T0, "B": T0}, now_ms=T0
         )
+
+
+def test_measure_frame_times_too_far_apart_to_pack(vaccine: Profile) -> None:
+    """Readings spanning more than 2⁶¹ ms take the three-column sort; same result."""
+    pts = [(-(2**61), 9.0), (2**61, 3.0), (2**61, 1.0), (0, 9.5), (0, 9.5), (60_000, 1.0)]
+    cap = 2**61 + 60_000
+    got = measure_frame(frame([("S-1", t, v) for t, v in pts]), vaccine, {"S-1": cap})
+    assert got["S-1"] == measure(prepare(pts), vaccine, cap_ms=cap)
+
+
+def test_measure_frame_duplicates_keep_lowest_temperature(vaccine: Profile) -> None:
+    pts = [(T0, 9.0), (T0, 1.0), (T0, 5.0), (T0 + 60_000, 9.0), (T0 + 60_000, 9.0)]
+    rows = [(sid, t, v) for sid in ("S-1", "S-2") for t, v in pts]
+    got = measure_frame(frame(rows), vaccine, {"S-1": T0 + 120_000, "S-2": T0})
+    assert got["S-1"].readings == 2
+    assert got["S-1"].min_c == 1.0
+    assert got["S-1"] == measure(prepare(pts), vaccine, cap_ms=T0 + 120_000)
+    assert got["S-2"] == measure(prepare(pts), vaccine, cap_ms=T0)
