@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from coldchain.mkt import arrhenius_exponent, mkt_from_lse
 from coldchain.models import MS_PER_MIN, iso
-from coldchain.profiles import Alarm, Direction, Profile
+from coldchain.profiles import Alarm, Budget, Direction, Profile
 
 Verdict = Literal["PASS", "REVIEW", "FAIL"]
 ROUND_DIGITS = 3
@@ -106,6 +106,8 @@ class BudgetFigure:
     allowance_min: float
     prior_min: float
     shipment_min: float
+    low_ms: int | None = None  # device time the lot reached LOW_BUDGET_FRACTION consumed
+    exhausted_ms: int | None = None  # device time the lot's allowance was used up
 
     @property
     def consumed_min(self) -> float:
@@ -196,6 +198,8 @@ class Evaluation:
                     "shipment_consumed_min": _round(b.shipment_min),
                     "consumed_min": _round(b.consumed_min),
                     "remaining_min": _round(b.remaining_min),
+                    "low_at": _iso_or_none(b.low_ms),
+                    "exhausted_at": _iso_or_none(b.exhausted_ms),
                 }
                 for b in self.budgets
             ],
@@ -373,6 +377,43 @@ def firings_for(alarm: Alarm, episodes: Sequence[Episode]) -> list[Firing]:
     return [Firing(alarm.id, at, start) for start, at in sorted(found.items())]
 
 
+LOW_BUDGET_FRACTION = 0.8
+"""SPEC §4.3: ``budget_low`` at 80 % of the allowance consumed."""
+
+
+def reaches_at(episodes: Sequence[Episode], threshold_ms: float) -> int | None:
+    """Device time at which the episodes' summed minutes first *reach* ``threshold_ms``.
+
+    Budgets are used up on reaching the allowance (remaining = 0), unlike alarms,
+    which fire on *exceeding* theirs. None when never reached, or when the
+    threshold was already reached before these episodes (an earlier leg).
+    """
+    if threshold_ms <= 0:
+        return None
+    used = 0
+    for ep in episodes:
+        if used + ep.duration_ms >= threshold_ms:
+            return ep.start_ms + math.ceil(threshold_ms - used)
+        used += ep.duration_ms
+    return None
+
+
+def budget_figure(budget: Budget, episodes: Sequence[Episode], prior_min: float) -> BudgetFigure:
+    """One budget band for one shipment of a lot (SPEC §4.3); ``prior_min`` from earlier legs."""
+    allowance_ms = budget.allowance_min * MS_PER_MIN
+    prior_ms = prior_min * MS_PER_MIN
+    return BudgetFigure(
+        id=budget.id,
+        direction=budget.direction,
+        limit_c=budget.limit_c,
+        allowance_min=budget.allowance_min,
+        prior_min=prior_min,
+        shipment_min=sum(e.duration_ms for e in episodes) / MS_PER_MIN,
+        low_ms=reaches_at(episodes, LOW_BUDGET_FRACTION * allowance_ms - prior_ms),
+        exhausted_ms=reaches_at(episodes, allowance_ms - prior_ms),
+    )
+
+
 def assemble(
     shipment_id: str,
     profile: Profile,
@@ -387,14 +428,7 @@ def assemble(
         firings.extend(firings_for(alarm, m.episodes.get(alarm.limit_key, ())))
     prior = prior_budget_min or {}
     budgets = tuple(
-        BudgetFigure(
-            id=b.id,
-            direction=b.direction,
-            limit_c=b.limit_c,
-            allowance_min=b.allowance_min,
-            prior_min=prior.get(b.id, 0.0),
-            shipment_min=sum(e.duration_ms for e in m.episodes.get(b.limit_key, ())) / MS_PER_MIN,
-        )
+        budget_figure(b, m.episodes.get(b.limit_key, ()), prior.get(b.id, 0.0))
         for b in profile.budget
     )
     return Evaluation(

@@ -11,15 +11,30 @@ What the monitor reports is what the data *proves*: on arrival, the last
 reading's hold is counted only up to its own time; :meth:`tick` extends it
 up to the wall-clock ``now`` (capped by max_gap and delivery), which is how
 an alarm fires while a logger sits silent beyond a limit.
+
+Besides new alarm firings it reports (through :meth:`take_changes`):
+
+* **revisions** (SPEC §4.6): late readings that change a firing already
+  reported — its episode now starts earlier, its time moved, or it no longer
+  fires at all. A firing is withdrawn only when the data contradicts it,
+  judged at the longest hold the last reading could have, never merely for
+  lack of proof yet;
+* **budget thresholds** of the lot (``budget:<id>:low`` and
+  ``budget:<id>:exhausted`` firings), with earlier legs' consumption given
+  as ``prior_budget_min``;
+* **predictions** (SPEC §4.3): a forecast crossing of a critical limit
+  within the profile's horizon, at most one open per limit, withdrawn when
+  the trend recovers or the limit is actually crossed.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coldchain.evaluation import (
+    LOW_BUDGET_FRACTION,
     Episode,
     Evaluation,
     Firing,
@@ -28,9 +43,38 @@ from coldchain.evaluation import (
     firings_for,
     is_out,
     measure,
+    reaches_at,
 )
 from coldchain.models import MS_PER_MIN
+from coldchain.prediction import Forecast, forecast
 from coldchain.profiles import Profile
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A reported firing that late data changed (``new``) or withdrew (``new`` is None)."""
+
+    old: Firing
+    new: Firing | None
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionChange:
+    """A prediction raised (``opened``) or withdrawn for one limit."""
+
+    forecast: Forecast
+    opened: bool
+
+
+@dataclass(slots=True)
+class Changes:
+    revisions: list[Revision] = field(default_factory=list)
+    predictions: list[PredictionChange] = field(default_factory=list)
+
+
+def budget_rule(budget_id: str, level: str) -> str:
+    """The rule name of a budget threshold firing: ``budget:<id>:low|exhausted``."""
+    return f"budget:{budget_id}:{level}"
 
 
 @dataclass(slots=True)
@@ -46,17 +90,30 @@ class _Run:
 class ShipmentMonitor:
     """Live state of one shipment; reports each alarm firing once."""
 
-    def __init__(self, shipment_id: str, profile: Profile, *, end_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        shipment_id: str,
+        profile: Profile,
+        *,
+        end_ms: int | None = None,
+        prior_budget_min: dict[str, float] | None = None,
+    ) -> None:
         self.shipment_id = shipment_id
         self.profile = profile
         self.end_ms = end_ms
+        self.prior_budget_min = dict(prior_budget_min or {})
+        self._changes = Changes()
+        self._predicted: dict[LimitKey, Forecast] = {}
+        self._critical_keys: tuple[LimitKey, ...] = tuple(
+            dict.fromkeys(a.limit_key for a in profile.alarms if a.severity == "critical")
+        )
         self._gap_ms = round(profile.max_gap_min * MS_PER_MIN)
         self._keys: tuple[LimitKey, ...] = profile.limit_keys()
         self._ts: list[int] = []
         self._temps: list[float] = []
         self._closed: dict[LimitKey, list[Episode]] = {k: [] for k in self._keys}
         self._open: dict[LimitKey, _Run | None] = dict.fromkeys(self._keys)
-        self._reported: set[tuple[str, int]] = set()
+        self._reported: dict[tuple[str, int], Firing] = {}
 
     @property
     def readings(self) -> int:
@@ -74,7 +131,12 @@ class ShipmentMonitor:
 
     def mark_reported(self, firings: Iterable[Firing]) -> None:
         """Remember firings already alerted (e.g. loaded from the store at start-up)."""
-        self._reported.update((f.alarm_id, f.episode_start_ms) for f in firings)
+        self._reported.update(((f.alarm_id, f.episode_start_ms), f) for f in firings)
+
+    def take_changes(self) -> Changes:
+        """Revisions and prediction changes since the last call."""
+        changes, self._changes = self._changes, Changes()
+        return changes
 
     def add(self, points: Iterable[tuple[int, float]]) -> list[Firing]:
         """Take new readings (any order, duplicates ignored); return firings not reported before."""
@@ -99,7 +161,11 @@ class ShipmentMonitor:
                 self._append(ts, float(temp))
         if rebuild:
             self._rebuild()
-        return self._new_firings(horizon_ms=self._ts[-1] if self._ts else 0)
+            self._revise()
+        if not self._ts:
+            return []
+        self._predict()
+        return self._new_firings(horizon_ms=self._ts[-1])
 
     def tick(self, now_ms: int) -> list[Firing]:
         """Firings proven by the last reading's hold up to ``now_ms`` (scheduled job)."""
@@ -160,12 +226,81 @@ class ShipmentMonitor:
         end = max(run.start_ms, horizon_ms)
         return [*self._closed[key], Episode(run.start_ms, end, run.peak_c, run.peak_ms, run.count)]
 
+    def _all_firings(self, horizon_ms: int) -> list[Firing]:
+        found: list[Firing] = []
+        for alarm in self.profile.alarms:
+            found.extend(firings_for(alarm, self._episodes(alarm.limit_key, horizon_ms)))
+        for budget in self.profile.budget:
+            episodes = self._episodes(budget.limit_key, horizon_ms)
+            allowance_ms = budget.allowance_min * MS_PER_MIN
+            prior_ms = self.prior_budget_min.get(budget.id, 0.0) * MS_PER_MIN
+            for level, threshold in (
+                ("low", LOW_BUDGET_FRACTION * allowance_ms - prior_ms),
+                ("exhausted", allowance_ms - prior_ms),
+            ):
+                at = reaches_at(episodes, threshold)
+                if at is not None:
+                    start = max(e.start_ms for e in episodes if e.start_ms <= at)
+                    found.append(Firing(budget_rule(budget.id, level), at, start))
+        return found
+
     def _new_firings(self, *, horizon_ms: int) -> list[Firing]:
         new: list[Firing] = []
-        for alarm in self.profile.alarms:
-            for firing in firings_for(alarm, self._episodes(alarm.limit_key, horizon_ms)):
-                ident = (firing.alarm_id, firing.episode_start_ms)
-                if ident not in self._reported:
-                    self._reported.add(ident)
-                    new.append(firing)
+        for firing in self._all_firings(horizon_ms):
+            ident = (firing.alarm_id, firing.episode_start_ms)
+            if ident not in self._reported:
+                self._reported[ident] = firing
+                new.append(firing)
         return new
+
+    def _revise(self) -> None:
+        """After out-of-order data: revise reported firings the data now contradicts."""
+        longest = self._ts[-1] + self._gap_ms
+        if self.end_ms is not None:
+            longest = min(longest, self.end_ms)
+        possible = {(f.alarm_id, f.episode_start_ms): f for f in self._all_firings(longest)}
+        proven = {(f.alarm_id, f.episode_start_ms): f for f in self._all_firings(self._ts[-1])}
+        for ident, old in list(self._reported.items()):
+            now = possible.get(ident)
+            if now is not None and now.triggered_ms == old.triggered_ms:
+                continue
+            del self._reported[ident]
+            if now is not None:  # same episode start, moved in time (a cumulative sum grew)
+                replacement: Firing | None = now
+            else:  # the episode now starts elsewhere, or the alarm no longer fires
+                replacement = next(
+                    (
+                        f
+                        for key, f in sorted(proven.items())
+                        if key[0] == old.alarm_id
+                        and key not in self._reported
+                        and f.episode_start_ms <= old.triggered_ms
+                    ),
+                    None,
+                )
+            if replacement is not None:
+                self._reported[(replacement.alarm_id, replacement.episode_start_ms)] = replacement
+            self._changes.revisions.append(Revision(old, replacement))
+
+    def _predict(self) -> None:
+        """Open or withdraw one prediction per critical limit (SPEC §4.3)."""
+        if self.profile.predict is None or not self._critical_keys:
+            return
+        window_ms = self.profile.predict.window_min * MS_PER_MIN
+        start = bisect.bisect_left(self._ts, self._ts[-1] - window_ms)
+        recent = list(zip(self._ts[start:], self._temps[start:], strict=True))
+        for key in self._critical_keys:
+            f = forecast(
+                recent,
+                direction=key[0],
+                limit_c=key[1],
+                window_min=self.profile.predict.window_min,
+                horizon_min=self.profile.predict.horizon_min,
+            )
+            was = self._predicted.get(key)
+            if f is not None and was is None:
+                self._predicted[key] = f
+                self._changes.predictions.append(PredictionChange(f, opened=True))
+            elif f is None and was is not None:
+                del self._predicted[key]
+                self._changes.predictions.append(PredictionChange(was, opened=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import orjson
@@ -15,6 +16,8 @@ from coldchain.profiles import Profile
 from coldchain.streaming import ShipmentMonitor
 
 M = 60_000  # one minute in ms
+EXAMPLES = int(os.environ.get("COLDCHAIN_HYPOTHESIS_EXAMPLES", "300"))
+"""Examples per property; CI runs 300, a deeper local run sets the variable."""
 H = 60 * M
 
 
@@ -231,7 +234,7 @@ def shipments(draw: st.DrawFn) -> list[tuple[int, float]]:
     return points
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(
     points=shipments(),
     seed=st.integers(0, 2**32),
@@ -250,7 +253,7 @@ def test_evaluate_shuffled_and_duplicated_gives_identical_json(points, seed, dup
     assert orjson.dumps(a) == orjson.dumps(b)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(points=shipments(), seed=st.integers(0, 2**32), chunk=st.integers(1, 7))
 def test_streaming_in_order_reports_exactly_the_batch_firings(points, seed, chunk):
     p = profile()
@@ -261,24 +264,38 @@ def test_streaming_in_order_reports_exactly_the_batch_firings(points, seed, chun
         got += monitor.add(points[i : i + chunk])
     got += monitor.tick(end + H)
     batch = evaluate("S", p, points, now_ms=end, end_ms=end)
-    assert sorted(got, key=repr) == sorted(batch.firings, key=repr)
+    alarms = [f for f in got if not f.alarm_id.startswith("budget:")]
+    assert sorted(alarms, key=repr) == sorted(batch.firings, key=repr)
+    budget_times = {f.alarm_id: f.triggered_ms for f in got if f.alarm_id.startswith("budget:")}
+    (figure,) = batch.budgets
+    assert budget_times.get("budget:warm:low") == figure.low_ms
+    assert budget_times.get("budget:warm:exhausted") == figure.exhausted_ms
     assert orjson.dumps(monitor.evaluate(now_ms=end).to_json()) == orjson.dumps(batch.to_json())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(points=shipments(), seed=st.integers(0, 2**32), chunk=st.integers(1, 7))
-def test_streaming_out_of_order_ends_with_the_batch_evaluation(points, seed, chunk):
+def test_streaming_out_of_order_live_alerts_end_equal_to_batch(points, seed, chunk):
+    """New firings plus revisions, applied in order, leave exactly the batch's firings."""
     p = profile()
     rng = random.Random(seed)
     shuffled = points[:]
     rng.shuffle(shuffled)
     end = (points[-1][0] if points else 0) + 10 * M
     monitor = ShipmentMonitor("S", p, end_ms=end)
-    got = []
+    live: set[tuple[str, int, int]] = set()
+
+    def apply(new):
+        live.update((f.alarm_id, f.episode_start_ms, f.triggered_ms) for f in new)
+        for rev in monitor.take_changes().revisions:
+            live.discard((rev.old.alarm_id, rev.old.episode_start_ms, rev.old.triggered_ms))
+            if rev.new is not None:
+                live.add((rev.new.alarm_id, rev.new.episode_start_ms, rev.new.triggered_ms))
+
     for i in range(0, len(shuffled), chunk):
-        got += monitor.add(shuffled[i : i + chunk] * 2)  # and every reading twice
-    got += monitor.tick(end + H)
+        apply(monitor.add(shuffled[i : i + chunk] * 2))  # and every reading twice
+    apply(monitor.tick(end + H))
     batch = evaluate("S", p, points, now_ms=end, end_ms=end)
-    reported = {(f.alarm_id, f.episode_start_ms) for f in got}
-    assert {(f.alarm_id, f.episode_start_ms) for f in batch.firings} <= reported
+    expected = {(f.alarm_id, f.episode_start_ms, f.triggered_ms) for f in batch.firings}
+    assert {x for x in live if not x[0].startswith("budget:")} == expected
     assert orjson.dumps(monitor.evaluate(now_ms=end).to_json()) == orjson.dumps(batch.to_json())
