@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from coldchain.evaluation import Firing
 from coldchain.models import MS_PER_MIN, Shipment, iso
+from coldchain.prediction import Forecast
 from coldchain.profiles import Alarm, Profile
 
 AlertType = Literal[
@@ -135,4 +136,100 @@ def logger_alert(
         value_c=value_c,
         limit_c=None,
         message=message,
+    )
+
+
+def budget_alert(
+    firing: Firing,
+    *,
+    shipment: Shipment,
+    profile: Profile,
+    prior_min: float,
+    detected_ms: int,
+) -> Alert:
+    """``budget_low`` (warning, 80 % consumed) or ``budget_exhausted`` (critical) of the lot."""
+    _, budget_id, level = firing.alarm_id.split(":")
+    budget = next(b for b in profile.budget if b.id == budget_id)
+    exhausted = level == "exhausted"
+    share = "100 %" if exhausted else "80 %"
+    lot = f"lot {shipment.lot}" if shipment.lot else "this shipment's product"
+    before = f", {prior_min:.0f} min of it on earlier legs" if prior_min else ""
+    message = (
+        f"Shipment {shipment.id} ({profile.name}, {shipment.lane}): {lot} has used {share} of "
+        f"its {budget.allowance_min:g}-min stability budget {budget.id} "
+        f"({budget.direction} {budget.limit_c:g} °C){before}. "
+        + (
+            "Quarantine the product and ask QA for a decision."
+            if exhausted
+            else "Protect the remaining exposure; tell QA."
+        )
+    )
+    return Alert(
+        id=alert_id(shipment.id, firing.alarm_id, firing.episode_start_ms),
+        shipment_id=shipment.id,
+        logger_id=shipment.loggers[0] if shipment.loggers else None,
+        type="budget_exhausted" if exhausted else "budget_low",
+        severity="critical" if exhausted else "warning",
+        rule=firing.alarm_id,
+        triggered_ms=firing.triggered_ms,
+        detected_ms=detected_ms,
+        value_c=None,
+        limit_c=budget.limit_c,
+        message=message,
+    )
+
+
+def prediction_alert(
+    forecast: Forecast, *, shipment: Shipment, profile: Profile, detected_ms: int
+) -> Alert:
+    """``predicted_breach`` (warning): a critical limit forecast to be crossed (SPEC §4.3)."""
+    minutes = (forecast.crossing_ms - forecast.made_ms) / MS_PER_MIN
+    rule = f"predict:{forecast.direction}:{forecast.limit_c:g}"
+    message = (
+        f"Shipment {shipment.id} ({profile.name}, {shipment.lane}): trending "
+        f"{forecast.slope_c_per_min * 60:+.1f} °C/h, now {forecast.fitted_c:.1f} °C, forecast to "
+        f"cross {forecast.limit_c:g} °C in about {_fmt_minutes(minutes)} "
+        f"(at {iso(forecast.crossing_ms)}). Check the packaging or re-ice now."
+    )
+    return Alert(
+        id=alert_id(shipment.id, rule, forecast.made_ms),
+        shipment_id=shipment.id,
+        logger_id=shipment.loggers[0] if shipment.loggers else None,
+        type="predicted_breach",
+        severity="warning",
+        rule=rule,
+        triggered_ms=forecast.made_ms,
+        detected_ms=detected_ms,
+        value_c=forecast.fitted_c,
+        limit_c=forecast.limit_c,
+        message=message,
+    )
+
+
+def revision_alert(old: Alert, new: Alert | None, *, detected_ms: int, why: str) -> Alert:
+    """The alert that supersedes ``old`` after late data (SPEC §4.6): revised, or withdrawn."""
+    if new is not None:
+        ident = (
+            new.id
+            if new.id != old.id
+            else alert_id(old.shipment_id, f"{old.rule}:rev:{new.triggered_ms}", new.triggered_ms)
+        )
+        return replace(
+            new,
+            id=ident,
+            supersedes=old.id,
+            message=f"Revised after late readings ({why}): {new.message}",
+        )
+    return replace(
+        old,
+        id=alert_id(old.shipment_id, f"{old.rule}:withdrawn", old.triggered_ms),
+        severity="info",
+        detected_ms=detected_ms,
+        supersedes=old.id,
+        state="open",
+        count=1,
+        message=(
+            f"Withdrawn after late readings ({why}): the finding of {iso(old.triggered_ms)} "
+            f"no longer holds. Was: {old.message}"
+        ),
     )

@@ -13,8 +13,9 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coldchain.errors import ConfigError
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, ProfileSet, load_profiles
@@ -28,6 +29,9 @@ DEFAULT_BATTERY_LOW_PCT = 15.0
 DEFAULT_BATCH_MAX = 5000
 DEFAULT_BATCH_WAIT_MS = 20
 DEFAULT_SENSOR_FAULT_REPEAT = 3
+DEFAULT_SENSOR_TOLERANCE_C = 2.0
+DEFAULT_SIGNING_KEY = Path("var/keys/dossier-ed25519.pem")
+DEFAULT_DISPLAY_TIMEZONE = "UTC"
 
 
 class _Frozen(BaseModel):
@@ -55,10 +59,37 @@ class HealthSettings(_Frozen):
     clock_skew_min: float = Field(default=DEFAULT_CLOCK_SKEW_MIN, gt=0)
     battery_low_pct: float = Field(default=DEFAULT_BATTERY_LOW_PCT, ge=0, le=100)
     sensor_fault_repeat: int = Field(default=DEFAULT_SENSOR_FAULT_REPEAT, ge=1)
+    sensor_tolerance_c: float = Field(default=DEFAULT_SENSOR_TOLERANCE_C, gt=0)
 
 
 class ProductSettings(_Frozen):
     dirs: tuple[Path, ...] = ()
+
+
+class DossierSettings(_Frozen):
+    """Dossier signing (SPEC §7) and how signed times are shown (21 CFR Part 11 §11.50)."""
+
+    signing_key: Path = Field(
+        default=DEFAULT_SIGNING_KEY,
+        description="Ed25519 private key (PEM); created on first use",
+    )
+    trusted_keys: tuple[Path, ...] = Field(
+        default=(), description="public keys (PEM) whose dossiers `verify` accepts as ours"
+    )
+    display_timezone: str = Field(
+        default=DEFAULT_DISPLAY_TIMEZONE,
+        description="IANA zone for times printed in dossiers and signature manifestations",
+    )
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown IANA time zone {value!r} (e.g. UTC, Asia/Singapore)"
+            raise ValueError(msg) from None
+        return value
 
 
 class Settings(_Frozen):
@@ -69,6 +100,7 @@ class Settings(_Frozen):
     ingest: IngestSettings = IngestSettings()
     health: HealthSettings = HealthSettings()
     products: ProductSettings = ProductSettings()
+    dossier: DossierSettings = DossierSettings()
     source: str = "defaults"
 
     def load_profiles(self) -> ProfileSet:

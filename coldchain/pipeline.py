@@ -24,16 +24,26 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from coldchain.alerts import Alert, AlertType, alarm_alert, logger_alert
+from coldchain.alerts import (
+    Alert,
+    AlertType,
+    alarm_alert,
+    budget_alert,
+    logger_alert,
+    prediction_alert,
+    revision_alert,
+)
 from coldchain.clock import Clock
 from coldchain.config import Settings
 from coldchain.decoding import decode_status, decode_telemetry
 from coldchain.errors import ColdchainError, DecodeError
-from coldchain.evaluation import Evaluation, Firing
+from coldchain.evaluation import Evaluation, Firing, prepare
 from coldchain.models import MS_PER_MIN, Reading, Reject, Shipment, ShipmentStatus, iso
 from coldchain.profiles import ProfileSet, Severity
+from coldchain.service import prior_budget_min, profile_for, shipment_series
 from coldchain.store import Store
 from coldchain.streaming import ShipmentMonitor
+from coldchain.timeline import disagreements, merge
 from coldchain.topics import parse_topic
 
 log = logging.getLogger("coldchain.pipeline")
@@ -90,6 +100,8 @@ class Pipeline:
         self.prefix = settings.broker.topic_prefix
         self.counters = Counters()
         self._monitors: dict[str, ShipmentMonitor] = {}
+        self._series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+        self._offsets: dict[str, float] = {}
         self._shipments: dict[str, Shipment] = {}
         self._by_logger: dict[str, list[str]] = defaultdict(list)
         self._health: dict[str, _LoggerHealth] = defaultdict(_LoggerHealth)
@@ -114,8 +126,9 @@ class Pipeline:
             self._by_logger.clear()
             pending: list[Alert] = []
             for shipment in known.values():
-                for logger in shipment.loggers[:1]:  # the primary is evaluated (SPEC §4.2)
+                for logger in shipment.loggers:  # primary first, backups fill its gaps
                     self._by_logger[logger].append(shipment.id)
+            self._offsets = self.store.logger_calibrations()
             old, self._shipments = self._shipments, known
             for shipment in known.values():
                 if shipment.id not in self._monitors or old.get(shipment.id) != shipment:
@@ -125,19 +138,36 @@ class Pipeline:
             return raised
 
     def _load_monitor(self, shipment: Shipment) -> list[Alert]:
-        profile = self.profiles.get(shipment.product)
-        monitor = ShipmentMonitor(shipment.id, profile, end_ms=shipment.end_ms)
-        self._monitors[shipment.id] = monitor
-        readings = self.store.readings_for_loggers(
-            shipment.loggers[:1], start_ms=shipment.start_ms, end_ms=shipment.end_ms
-        )
         now = self.clock.now_ms()
+        profile = profile_for(self.store, self.profiles, shipment)
+        monitor = ShipmentMonitor(
+            shipment.id,
+            profile,
+            end_ms=shipment.end_ms,
+            prior_budget_min=prior_budget_min(self.store, self.profiles, shipment, now_ms=now),
+        )
+        self._monitors[shipment.id] = monitor
+        self._series[shipment.id] = shipment_series(self.store, shipment)
         existing = {a.id for a in self.store.list_alerts(shipment_id=shipment.id)}
-        alerts = [
-            self._alarm_alert(shipment.id, f, monitor, now)
-            for f in monitor.add((r.ts_ms, r.temp_c) for r in readings)
-        ]
+        alerts = self._monitor_alerts(shipment.id, self._feed(shipment, {}), now)
         return [a for a in alerts if a.id not in existing]
+
+    def _feed(self, shipment: Shipment, new: dict[str, list[tuple[int, float]]]) -> list[Firing]:
+        """Give a shipment's monitor its new readings; with backups, the merged timeline."""
+        monitor = self._monitors[shipment.id]
+        series = self._series[shipment.id]
+        if len(shipment.loggers) == 1 and series.get(shipment.loggers[0]) is not None:
+            primary = shipment.loggers[0]
+            if not new:
+                return monitor.add(series[primary])
+            series[primary] = prepare([*series[primary], *new.get(primary, [])])
+            return monitor.add(new.get(primary, []))
+        for logger, points in new.items():
+            series[logger] = prepare([*series.get(logger, []), *points])
+        gap_ms = round(monitor.profile.max_gap_min * MS_PER_MIN)
+        return monitor.replace(
+            merge([series.get(lg, []) for lg in shipment.loggers], gap_ms=gap_ms)
+        )
 
     def monitor(self, shipment_id: str) -> ShipmentMonitor:
         with self._lock:
@@ -168,7 +198,12 @@ class Pipeline:
                     decoded = decode_telemetry(
                         payload, logger_id=parsed.ident, topic=topic, received_ms=received_ms
                     )
-                    readings.extend(decoded.readings)
+                    offset = self._offsets.get(decoded.logger_id)
+                    readings.extend(
+                        decoded.readings
+                        if offset is None
+                        else _calibrated(decoded.readings, offset)
+                    )
                     rejects.extend(decoded.rejects)
                     alerts.extend(
                         self._health_of(
@@ -244,9 +279,9 @@ class Pipeline:
             now = self.clock.now_ms()
             alerts = []
             for sid, monitor in self._monitors.items():
-                for firing in monitor.tick(now):
-                    alerts.append(self._alarm_alert(sid, firing, monitor, now))
-            raised = [a for a in alerts if self.store.upsert_alert(a)]
+                alerts.extend(self._monitor_alerts(sid, monitor.tick(now), now))
+            with self.store.transaction():
+                raised = [a for a in alerts if self.store.upsert_alert(a)]
             self._emit(raised)
             return raised
 
@@ -259,30 +294,116 @@ class Pipeline:
                 except Exception:  # one failing channel must not stop the others
                     log.exception("alert sink %r failed for %s", sink, alert.id)
 
-    def _alarm_alert(self, sid: str, firing: Firing, monitor: ShipmentMonitor, now: int) -> Alert:
+    def _alert_for(self, sid: str, firing: Firing, monitor: ShipmentMonitor, now: int) -> Alert:
+        shipment = self._shipments[sid]
+        if firing.alarm_id.startswith("budget:"):
+            prior = monitor.prior_budget_min.get(firing.alarm_id.split(":")[1], 0.0)
+            return budget_alert(
+                firing, shipment=shipment, profile=monitor.profile, prior_min=prior, detected_ms=now
+            )
         return alarm_alert(
             firing,
-            shipment=self._shipments[sid],
+            shipment=shipment,
             profile=monitor.profile,
             value_c=monitor.last_temp_c(),
             detected_ms=now,
         )
 
+    def _monitor_alerts(self, sid: str, firings: Sequence[Firing], now: int) -> list[Alert]:
+        """Alerts for new firings, revisions (SPEC §4.6) and prediction changes."""
+        monitor = self._monitors[sid]
+        shipment = self._shipments[sid]
+        alerts = [self._alert_for(sid, f, monitor, now) for f in firings]
+        changes = monitor.take_changes()
+        for rev in changes.revisions:
+            old = self._alert_for(sid, rev.old, monitor, now)
+            new = None if rev.new is None else self._alert_for(sid, rev.new, monitor, now)
+            why = (
+                "late readings moved the finding to " + iso(rev.new.triggered_ms)
+                if rev.new is not None
+                else "late readings show it no longer holds"
+            )
+            revised = revision_alert(old, new, detected_ms=now, why=why)
+            alerts.append(revised)
+            self.store.audit(
+                actor="pipeline",
+                action="alert_revised",
+                entity="alert",
+                entity_id=old.id,
+                ts_ms=now,
+                detail={"superseded_by": revised.id, "why": why, "shipment": sid, "rule": old.rule},
+            )
+        for change in changes.predictions:
+            alert = prediction_alert(
+                change.forecast, shipment=shipment, profile=monitor.profile, detected_ms=now
+            )
+            if change.opened:
+                alerts.append(alert)
+            else:
+                self.store.audit(
+                    actor="pipeline",
+                    action="prediction_withdrawn",
+                    entity="alert",
+                    entity_id=alert.id,
+                    ts_ms=now,
+                    detail={"shipment": sid, "limit_c": change.forecast.limit_c},
+                )
+                self._resolve(alert.id, now, "the trend no longer forecasts a crossing")
+        return alerts
+
+    def _resolve(self, alert_id: str, now: int, why: str) -> None:
+        """Mark an alert resolved because its condition cleared."""
+        resolve = getattr(self.store, "resolve_alert", None)
+        if resolve is not None:
+            resolve(alert_id, by="pipeline", comment=why, ts_ms=now)
+
     def _evaluate_new(self, new: Sequence[Reading], now: int) -> list[Alert]:
-        per_shipment: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        per_shipment: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for r in new:
             for sid in self._by_logger.get(r.logger_id, ()):
                 s = self._shipments[sid]
                 if (s.start_ms is None or r.ts_ms >= s.start_ms) and (
                     s.end_ms is None or r.ts_ms <= s.end_ms
                 ):
-                    per_shipment[sid].append((r.ts_ms, r.temp_c))
+                    per_shipment[sid][r.logger_id].append((r.ts_ms, r.temp_c))
         alerts = []
-        for sid, points in per_shipment.items():
-            monitor = self._monitors[sid]
-            for firing in monitor.add(points):
-                alerts.append(self._alarm_alert(sid, firing, monitor, now))
+        for sid, by_logger in per_shipment.items():
+            shipment = self._shipments[sid]
+            alerts.extend(self._monitor_alerts(sid, self._feed(shipment, by_logger), now))
+            if len(shipment.loggers) > 1:
+                alerts.extend(self._disagreements(shipment, now))
         return alerts
+
+    def _disagreements(self, shipment: Shipment, now: int) -> list[Alert]:
+        series = self._series[shipment.id]
+        monitor = self._monitors[shipment.id]
+        found = disagreements(
+            series.get(shipment.loggers[0], []),
+            {lg: series.get(lg, []) for lg in shipment.loggers[1:]},
+            gap_ms=round(monitor.profile.max_gap_min * MS_PER_MIN),
+            tolerance_c=self.settings.health.sensor_tolerance_c,
+        )
+        return [
+            logger_alert(
+                kind="sensor_disagreement",
+                shipment_id=shipment.id,
+                logger_id=d.backup,
+                severity="warning",
+                triggered_ms=d.start_ms,
+                detected_ms=now,
+                value_c=d.max_diff_c,
+                message=(
+                    f"Shipment {shipment.id}: loggers {shipment.loggers[0]} and {d.backup} "
+                    f"differ by up to {d.max_diff_c:.1f} °C (tolerance "
+                    f"{self.settings.health.sensor_tolerance_c:g} °C) for "
+                    f"{d.minutes:.0f} min from {iso(d.start_ms)}; check both probes' "
+                    "placement and calibration"
+                ),
+            )
+            for d in found
+        ]
 
     # -- logger health (SPEC §3.4, §4.5) ------------------------------------------
 
@@ -382,6 +503,11 @@ class Pipeline:
             )
             self.reload_shipments()
             return shipment
+
+
+def _calibrated(readings: Sequence[Reading], offset_c: float) -> list[Reading]:
+    """SPEC §4.2: the certificate's offset is added to raw values; both are kept."""
+    return [replace(r, temp_c=r.temp_c + offset_c) for r in readings]
 
 
 def _logger_of(topic: str) -> str | None:

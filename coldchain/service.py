@@ -5,19 +5,27 @@ The one place that knows how the pieces fit; each command stays a thin shell.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import polars as pl
 
+from coldchain import berlinger
 from coldchain.batch import evaluate_frame
+from coldchain.berlinger import device_profile
 from coldchain.clock import Clock, SystemClock
 from coldchain.config import Settings, load_settings
-from coldchain.evaluation import Evaluation
-from coldchain.models import Shipment
-from coldchain.profiles import ProfileSet
+from coldchain.errors import ConfigError
+from coldchain.evaluation import Evaluation, prepare
+from coldchain.models import MS_PER_MIN, Shipment
+from coldchain.profiles import Profile, ProfileSet
 from coldchain.store import Store, open_store
+from coldchain.timeline import merge
+
+FROM_DEVICE = "from-device"
+"""``--profile from-device``: evaluate with the imported device file's own alarm settings."""
 
 
 @dataclass
@@ -44,28 +52,108 @@ class Context:
             self.store.close()
 
 
-def readings_frame(store: Store, shipments: list[Shipment]) -> pl.DataFrame:
-    """The primary logger's readings of each shipment within its window, as polars."""
+def shipment_series(store: Store, shipment: Shipment) -> dict[str, list[tuple[int, float]]]:
+    """Each logger's corrected ``(ts_ms, temp_c)`` within the shipment's window, by logger."""
+    series: dict[str, list[tuple[int, float]]] = {lg: [] for lg in shipment.loggers}
+    for r in store.readings_for_loggers(
+        list(shipment.loggers), start_ms=shipment.start_ms, end_ms=shipment.end_ms
+    ):
+        series[r.logger_id].append((r.ts_ms, r.temp_c))
+    return {lg: prepare(points) for lg, points in series.items()}
+
+
+def shipment_timeline(
+    store: Store, shipment: Shipment, profile: Profile
+) -> list[tuple[int, float]]:
+    """The evaluated timeline: the primary, with backups filling its gaps (SPEC §4.2)."""
+    series = shipment_series(store, shipment)
+    gap_ms = round(profile.max_gap_min * MS_PER_MIN)
+    return merge([series[lg] for lg in shipment.loggers], gap_ms=gap_ms)
+
+
+def profile_for(store: Store, profiles: ProfileSet, shipment: Shipment) -> Profile:
+    """The shipment's product profile, or the device's own (``--profile from-device``)."""
+    if shipment.extra.get("profile") == FROM_DEVICE:
+        files = store.device_files(shipment.id)
+        if not files:
+            msg = f"shipment {shipment.id} is set to --profile from-device but has no device file"
+            raise ConfigError(msg)
+        last = files[-1]
+        return device_profile(berlinger.parse(last.text, source=last.source))
+    return profiles.get(shipment.product)
+
+
+def readings_frame(
+    store: Store, shipments: list[Shipment], profiles: Mapping[str, Profile]
+) -> pl.DataFrame:
+    """The evaluated timeline of each shipment, as one polars frame."""
     ids: list[str] = []
     ts: list[int] = []
     temps: list[float] = []
     for s in shipments:
-        for r in store.readings_for_loggers(s.loggers[:1], start_ms=s.start_ms, end_ms=s.end_ms):
+        for t, v in shipment_timeline(store, s, profiles[s.id]):
             ids.append(s.id)
-            ts.append(r.ts_ms)
-            temps.append(r.temp_c)
+            ts.append(t)
+            temps.append(v)
     return pl.DataFrame(
         {"shipment_id": ids, "ts_ms": ts, "temp_c": temps},
         schema={"shipment_id": pl.String, "ts_ms": pl.Int64, "temp_c": pl.Float64},
     )
 
 
+def _leg_order(s: Shipment) -> tuple[int, int, str]:
+    return (s.start_ms if s.start_ms is not None else s.created_ms, s.created_ms, s.id)
+
+
+def prior_budget_min(
+    store: Store, profiles: ProfileSet, shipment: Shipment, *, now_ms: int
+) -> dict[str, float]:
+    """Budget minutes the lot used on earlier legs, less QA add-backs (SPEC §4.3)."""
+    if not shipment.lot:
+        return {}
+    earlier = [
+        s
+        for s in store.list_shipments()
+        if s.lot == shipment.lot and s.id != shipment.id and _leg_order(s) < _leg_order(shipment)
+    ]
+    used: dict[str, float] = {}
+    if earlier:
+        for ev in evaluate_shipments(
+            store, profiles, earlier, now_ms=now_ms, with_prior=False
+        ).values():
+            for b in ev.budgets:
+                used[b.id] = used.get(b.id, 0.0) + b.shipment_min
+    for entry in store.budget_add_backs(shipment.lot):
+        used[entry.budget_id] = used.get(entry.budget_id, 0.0) - entry.minutes
+    return used
+
+
 def evaluate_shipments(
-    store: Store, profiles: ProfileSet, shipments: list[Shipment], *, now_ms: int
+    store: Store,
+    profiles: ProfileSet,
+    shipments: list[Shipment],
+    *,
+    now_ms: int,
+    with_prior: bool = True,
 ) -> dict[str, Evaluation]:
-    """Batch (polars) evaluation of stored readings: the primary logger of each shipment."""
-    frame = readings_frame(store, shipments)
+    """Batch (polars) evaluation of stored readings, with lot budgets and device reconciliation."""
+    profile_of = {s.id: profile_for(store, profiles, s) for s in shipments}
+    frame = readings_frame(store, shipments, profile_of)
     caps = {s.id: (s.end_ms if s.end_ms is not None else now_ms) for s in shipments}
-    return evaluate_frame(
-        frame, {s.id: profiles.get(s.product) for s in shipments}, caps, now_ms=now_ms
+    prior = (
+        {s.id: prior_budget_min(store, profiles, s, now_ms=now_ms) for s in shipments if s.lot}
+        if with_prior
+        else {}
     )
+    evaluations = evaluate_frame(frame, profile_of, caps, now_ms=now_ms, prior_budget_min=prior)
+    for s in shipments:
+        files = store.device_files(s.id)
+        if files:
+            ev = evaluations[s.id]
+            device = berlinger.parse(files[-1].text, source=files[-1].source)
+            ev.extra["reconciliation"] = berlinger.reconcile(device, ev.to_json())
+            ev.extra["reconciliation"]["source"] = files[-1].source
+            ev.extra["profile_source"] = (
+                "device" if s.extra.get("profile") == FROM_DEVICE else "product"
+            )
+    return evaluations

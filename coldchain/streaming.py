@@ -43,6 +43,7 @@ from coldchain.evaluation import (
     firings_for,
     is_out,
     measure,
+    prepare,
     reaches_at,
 )
 from coldchain.models import MS_PER_MIN
@@ -167,6 +168,26 @@ class ShipmentMonitor:
         self._predict()
         return self._new_firings(horizon_ms=self._ts[-1])
 
+    def replace(self, points: Iterable[tuple[int, float]]) -> list[Firing]:
+        """Take the whole timeline anew (a backup logger's fill changed); report as :meth:`add`."""
+        fresh = prepare(points)
+        current = self.points()
+        if fresh == current:
+            return []
+        if fresh[: len(current)] == current:
+            return self.add(fresh[len(current) :])
+        self._ts = [t for t, _ in fresh]
+        self._temps = [v for _, v in fresh]
+        if not self._ts:
+            self._closed = {k: [] for k in self._keys}
+            self._open = dict.fromkeys(self._keys)
+            self._revise()
+            return []
+        self._rebuild()
+        self._revise()
+        self._predict()
+        return self._new_firings(horizon_ms=self._ts[-1])
+
     def tick(self, now_ms: int) -> list[Firing]:
         """Firings proven by the last reading's hold up to ``now_ms`` (scheduled job)."""
         if not self._ts:
@@ -255,6 +276,11 @@ class ShipmentMonitor:
 
     def _revise(self) -> None:
         """After out-of-order data: revise reported firings the data now contradicts."""
+        if not self._ts:
+            for old in self._reported.values():
+                self._changes.revisions.append(Revision(old, None))
+            self._reported.clear()
+            return
         longest = self._ts[-1] + self._gap_ms
         if self.end_ms is not None:
             longest = min(longest, self.end_ms)

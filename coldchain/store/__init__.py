@@ -56,6 +56,31 @@ class AuditEntry:
     detail: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetAddBack:
+    """Stability budget restored to a lot by a QA decision (SPEC §4.3): who, why, when."""
+
+    lot: str
+    budget_id: str
+    minutes: float
+    actor: str
+    reason: str
+    ts_ms: int
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFileRecord:
+    """An imported logger file kept verbatim: the device's own configuration and summary."""
+
+    shipment_id: str
+    logger_id: str
+    source: str
+    sha256: str
+    text: str
+    imported_ms: int
+
+
 class Store(Protocol):
     """Persistence for loggers, shipments, readings, dead letters, alerts and audit."""
 
@@ -104,6 +129,16 @@ class Store(Protocol):
     ) -> None: ...
     def list_audit(self, *, entity_id: str | None = None) -> list[AuditEntry]: ...
 
+    # budget ledger, device files, calibration (issue 3)
+    def add_budget_add_back(self, entry: BudgetAddBack) -> None: ...
+    def budget_add_backs(self, lot: str) -> list[BudgetAddBack]: ...
+    def add_device_file(
+        self, shipment_id: str, logger_id: str, *, source: str, text: str, imported_ms: int
+    ) -> bool: ...
+    def device_files(self, shipment_id: str) -> list[DeviceFileRecord]: ...
+    def set_logger_calibration(self, logger_id: str, offset_c: float) -> None: ...
+    def logger_calibrations(self) -> dict[str, float]: ...
+
     def close(self) -> None: ...
 
 
@@ -125,6 +160,8 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "AuditEntry",
+    "BudgetAddBack",
+    "DeviceFileRecord",
     "Conflict",
     "DeadLetter",
     "InsertResult",

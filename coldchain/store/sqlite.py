@@ -11,6 +11,7 @@ new without a look-up per row.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,14 @@ import orjson
 from coldchain.alerts import Alert
 from coldchain.errors import NotFoundError, ShipmentError, StoreError
 from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
-from coldchain.store import AuditEntry, Conflict, DeadLetter, InsertResult
+from coldchain.store import (
+    AuditEntry,
+    BudgetAddBack,
+    Conflict,
+    DeadLetter,
+    DeviceFileRecord,
+    InsertResult,
+)
 
 DEAD_LETTER_MAX_BYTES = 64 * 1024
 """SPEC §3.4: the raw payload is kept up to 64 KiB."""
@@ -118,6 +126,26 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_entity ON audit_log (entity_id, id);
+CREATE TABLE IF NOT EXISTS budget_add_backs (
+    id INTEGER PRIMARY KEY,
+    lot TEXT NOT NULL,
+    budget_id TEXT NOT NULL,
+    minutes REAL NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    signature TEXT
+);
+CREATE TABLE IF NOT EXISTS device_files (
+    id INTEGER PRIMARY KEY,
+    shipment_id TEXT NOT NULL,
+    logger_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    text TEXT NOT NULL,
+    imported_ms INTEGER NOT NULL,
+    UNIQUE (shipment_id, sha256)
+);
 """
 
 
@@ -495,6 +523,70 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- budget ledger, device files, calibration (issue 3) ----------------------
+
+    def add_budget_add_back(self, entry: BudgetAddBack) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO budget_add_backs (lot, budget_id, minutes, actor, reason, ts_ms, "
+                "signature) VALUES (?,?,?,?,?,?,?)",
+                (
+                    entry.lot,
+                    entry.budget_id,
+                    entry.minutes,
+                    entry.actor,
+                    entry.reason,
+                    entry.ts_ms,
+                    entry.signature,
+                ),
+            )
+
+    def budget_add_backs(self, lot: str) -> list[BudgetAddBack]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT lot, budget_id, minutes, actor, reason, ts_ms, signature "
+                "FROM budget_add_backs WHERE lot = ? ORDER BY id",
+                (lot,),
+            ).fetchall()
+        return [BudgetAddBack(*r) for r in rows]
+
+    def add_device_file(
+        self, shipment_id: str, logger_id: str, *, source: str, text: str, imported_ms: int
+    ) -> bool:
+        """Keep an imported logger file (its text is the device's own record); False if known."""
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with self.transaction():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO device_files (shipment_id, logger_id, source, sha256, "
+                "text, imported_ms) VALUES (?,?,?,?,?,?)",
+                (shipment_id, logger_id, source, digest, text, imported_ms),
+            )
+        return cur.rowcount == 1
+
+    def device_files(self, shipment_id: str) -> list[DeviceFileRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT shipment_id, logger_id, source, sha256, text, imported_ms "
+                "FROM device_files WHERE shipment_id = ? ORDER BY id",
+                (shipment_id,),
+            ).fetchall()
+        return [DeviceFileRecord(*r) for r in rows]
+
+    def set_logger_calibration(self, logger_id: str, offset_c: float) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO loggers (id, calibration_offset_c) VALUES (?, ?) ON CONFLICT (id) "
+                "DO UPDATE SET calibration_offset_c = excluded.calibration_offset_c",
+                (logger_id, offset_c),
+            )
+
+    def logger_calibrations(self) -> dict[str, float]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, calibration_offset_c FROM loggers WHERE calibration_offset_c != 0"
+            ).fetchall()
+        return {r[0]: float(r[1]) for r in rows}
 
 
 def _alert_fields(alert: Alert) -> dict[str, Any]:
