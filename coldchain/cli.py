@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -20,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from coldchain.errors import ColdchainError
-from coldchain.importers import parse_csv, to_messages
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
 from coldchain.service import Context, evaluate_shipments
 
@@ -95,6 +95,16 @@ def shipment_json(s: Shipment) -> dict[str, Any]:
         "end": iso(s.end_ms) if s.end_ms is not None else None,
         "created_at": iso(s.created_ms),
     }
+
+
+class ImportFormat(StrEnum):
+    CSV = "csv"
+    BERLINGER = "berlinger"
+
+
+class ProfileChoice(StrEnum):
+    PRODUCT = "product"
+    FROM_DEVICE = "from-device"
 
 
 # -- shipments -------------------------------------------------------------------
@@ -260,41 +270,52 @@ def import_file(
         ),
     ],
     shipment: Annotated[str, typer.Option(help="Shipment the readings belong to.")],
-    fmt: Annotated[str, typer.Option("--format", help="File format: csv (ts,temp_c).")] = "csv",
+    fmt: Annotated[
+        ImportFormat | None,
+        typer.Option("--format", help="File format; default: detected from the content."),
+    ] = None,
+    profile: Annotated[
+        ProfileChoice,
+        typer.Option(
+            help="product: the shipment's product profile; from-device: the device's own "
+            "alarm settings (Berlinger files)."
+        ),
+    ] = ProfileChoice.PRODUCT,
     config: ConfigOpt = None,
 ) -> None:
-    """Import an offline logger file through the same pipeline as MQTT readings.
+    """Import an offline logger file through the same pipeline as MQTT readings (SPEC §3.3).
 
-    CSV: a header 'ts,temp_c', then one reading a line; ts is RFC 3339 with a zone
-    (2026-11-26T03:00:00Z) or Unix seconds. A bad line refuses the whole file.
+    Berlinger Q-tag CLm doc and Fridge-tag (2, 2L, UL) text exports: the device's own
+    configuration and summary are kept, and `coldchain evaluate` shows them beside
+    coldchain's figures (the "reconciliation" block). CSV: a header 'ts,temp_c', then one
+    reading a line; ts is RFC 3339 with a zone (2026-11-26T03:00:00Z) or Unix seconds.
+    A file that cannot be parsed is refused whole, with the line number and the reason.
     """
-    from coldchain.pipeline import Pipeline  # noqa: PLC0415 - heavy import, only here
+    from coldchain.importing import import_file as run_import  # noqa: PLC0415 - heavy import
 
     ctx = _ctx(config)
     try:
-        if fmt != "csv":
-            raise ValueError(f"--format {fmt!r} is not supported yet; use csv")
-        s = ctx.store.get_shipment(shipment)
-        readings = parse_csv(file.read_text(encoding="utf-8-sig"), source=str(file))
-        pipeline = Pipeline(ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock)
-        before = pipeline.counters.readings
-        raised = []
-        for message in to_messages(
-            readings,
-            logger_id=s.loggers[0],
-            received_ms=ctx.clock.now_ms(),
-            prefix=ctx.settings.broker.topic_prefix,
-        ):
-            raised += pipeline.handle([message])
-        c = pipeline.counters
+        report = run_import(
+            ctx,
+            file,
+            shipment_id=shipment,
+            fmt=None if fmt is None else fmt.value,
+            profile=profile.value,
+        )
     except (ColdchainError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         ctx.close()
+    if report.device is not None:
+        d = report.device
+        out.print(
+            f"{d.device} serial {d.serial}: {report.readings_in_file} readings, device "
+            f"min {d.summary.min_c} °C, max {d.summary.max_c} °C, MKT {d.summary.mkt_c} °C"
+        )
     out.print(
-        f"imported {c.readings - before} new readings into {shipment} "
-        f"({c.duplicates} duplicates, {c.rejected} rejected to dead letters, "
-        f"{len(raised)} alerts)"
+        f"imported {report.new} new readings into {shipment} ({report.format}; "
+        f"{report.duplicates} duplicates, {report.rejected} rejected to dead letters, "
+        f"{len(report.alerts)} alerts)"
     )
 
 

@@ -133,6 +133,10 @@ class Pipeline:
             for shipment in known.values():
                 if shipment.id not in self._monitors or old.get(shipment.id) != shipment:
                     pending.extend(self._load_monitor(shipment))
+                elif shipment.lot:  # earlier legs of the lot may have consumed more since
+                    self._monitors[shipment.id].prior_budget_min = prior_budget_min(
+                        self.store, self.profiles, shipment, now_ms=self.clock.now_ms()
+                    )
             raised = [a for a in pending if self.store.upsert_alert(a)]
             self._emit(raised)
             return raised

@@ -1,0 +1,107 @@
+"""Prediction (SPEC §4.3): least-squares trend, one open per limit, withdrawn on recovery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from coldchain.decoding import decode_telemetry
+from coldchain.errors import DecodeError
+from coldchain.models import MS_PER_MIN
+from coldchain.prediction import fit, forecast
+from coldchain.profiles import SHIPPED_PRODUCTS_DIR, load_profiles
+from coldchain.streaming import ShipmentMonitor
+from simulators.fleet import build_fleet
+
+M = MS_PER_MIN
+
+
+def test_fit_recovers_a_straight_line():
+    slope, fitted = fit([(i * 5 * M, -190.0 + 0.5 * i * 5) for i in range(10)])  # type: ignore[misc]
+    assert slope == pytest.approx(0.5)
+    assert fitted == pytest.approx(-190.0 + 0.5 * 45)
+
+
+@pytest.mark.parametrize(
+    ("temps", "expected_minutes"),
+    [
+        ([-170.0, -168.0, -166.0, -164.0, -162.0, -160.0, -158.0], 20.0),  # +2 °C / 5 min
+        ([-170.0] * 7, None),  # flat: no crossing
+        ([-160.0, -162.0, -164.0, -166.0, -168.0, -170.0, -172.0], None),  # cooling
+        ([-150.5, -150.4, -150.3, -150.2, -150.1, -150.0, -149.5], None),  # already beyond
+    ],
+)
+def test_forecast_crossing_time(temps, expected_minutes):
+    points = [(i * 5 * M, t) for i, t in enumerate(temps)]
+    f = forecast(points, direction="above", limit_c=-150.0, window_min=30, horizon_min=120)
+    if expected_minutes is None:
+        assert f is None
+    else:
+        assert f is not None
+        assert (f.crossing_ms - f.made_ms) / M == pytest.approx(expected_minutes)
+
+
+def test_forecast_needs_enough_readings_over_the_window():
+    points = [(0, -170.0), (5 * M, -160.0)]  # two readings: no trend
+    assert (
+        forecast(points, direction="above", limit_c=-150.0, window_min=60, horizon_min=120) is None
+    )
+
+
+def test_prediction_opens_once_and_withdraws_when_the_trend_recovers():
+    profile = load_profiles(SHIPPED_PRODUCTS_DIR).get("cart-ln2")
+    monitor = ShipmentMonitor("S", profile)
+    warming = [(i * 5 * M, -190.0 + 1.5 * i) for i in range(16)]  # +18 °C/h
+    monitor.add(warming)
+    opened = [c for c in monitor.take_changes().predictions if c.opened]
+    assert [c.forecast.limit_c for c in opened] == [-150.0]
+    monitor.add([(80 * M + i * 5 * M, -167.0 - 2.0 * i) for i in range(1, 16)])  # re-iced
+    withdrawn = [c for c in monitor.take_changes().predictions if not c.opened]
+    assert [c.forecast.limit_c for c in withdrawn] == [-150.0]
+
+
+def _ln2_failure_points() -> list[tuple[int, float]]:
+    fleet = build_fleet(shipments=10, start=datetime(2026, 11, 1, tzinfo=UTC), seed=7)
+    plan = next(p for p in fleet.plans if p.scenario == "ln2-warming-failure")
+    points: dict[int, float] = {}
+    for msg in fleet.messages:
+        if msg.shipment_id != plan.shipment_id or not msg.topic.endswith("/telemetry"):
+            continue
+        try:
+            decoded = decode_telemetry(
+                msg.payload,
+                logger_id=plan.logger_id,
+                topic=msg.topic,
+                received_ms=msg.device_time_ms,
+            )
+        except DecodeError:
+            continue
+        points.update((r.ts_ms, r.temp_c) for r in decoded.readings)
+    return sorted(points.items())
+
+
+def test_prediction_warns_before_simulated_ln2_dry_shipper_failure(record_property):
+    profile = load_profiles(SHIPPED_PRODUCTS_DIR).get("cart-ln2")
+    points = _ln2_failure_points()
+    crossing = next(t for t, v in points if v > -150.0)
+    monitor = ShipmentMonitor("S", profile)
+    warned = None
+    for point in points:
+        monitor.add([point])
+        for change in monitor.take_changes().predictions:
+            if change.opened and change.forecast.limit_c == -150.0 and warned is None:
+                warned = change.forecast
+        if point[0] >= crossing:
+            break
+    assert warned is not None, "no predicted_breach before the crossing"
+    lead_min = (crossing - warned.made_ms) / M
+    error_min = (warned.crossing_ms - crossing) / M
+    record_property("lead_min", lead_min)
+    record_property("forecast_error_min", error_min)
+    print(
+        f"predicted_breach {lead_min:.0f} min before the crossing; forecast off by "
+        f"{error_min:+.0f} min"
+    )
+    assert lead_min >= 30  # early enough to re-ice or divert
+    assert abs(error_min) <= profile.predict.horizon_min  # type: ignore[union-attr]
