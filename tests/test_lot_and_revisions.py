@@ -47,7 +47,7 @@ def telemetry(logger: str, rows: list[tuple[int, float]], seq0: int = 0):
 
 
 def test_late_burst_lengthening_excursion_supersedes_and_rerun_adds_nothing(env):
-    settings, store, clock, raised = env
+    _settings, store, _clock, raised = env
     store.create_shipment(
         Shipment(
             id="S-1", product="vaccine-2-8", loggers=("LG-1",), status=ShipmentStatus.IN_TRANSIT
@@ -72,7 +72,8 @@ def test_late_burst_lengthening_excursion_supersedes_and_rerun_adds_nothing(env)
     assert revised[0].triggered_ms == T0 + 130 * M  # the episode now starts at 100
     assert "Revised after late readings" in revised[0].message
     audit = [e for e in store.list_audit(entity_id=first[0].id) if e.action == "alert_revised"]
-    assert audit and audit[0].detail["superseded_by"] == revised[0].id
+    assert audit
+    assert audit[0].detail["superseded_by"] == revised[0].id
 
     count = len(store.list_alerts(shipment_id="S-1"))
     # a second run over the same data: redelivered, and a fresh pipeline over the store
@@ -110,7 +111,8 @@ def test_second_leg_shows_budget_consumed_by_first_leg(env):
     assert (b1["prior_consumed_min"], b1["shipment_consumed_min"]) == (0.0, 40.0)
     assert (b2["prior_consumed_min"], b2["shipment_consumed_min"]) == (40.0, 30.0)
     assert b2["remaining_min"] == -10.0
-    assert b2["low_at"] is not None and b2["exhausted_at"] is not None
+    assert b2["low_at"] is not None
+    assert b2["exhausted_at"] is not None
     assert evs["LEG-2"].verdict == "FAIL"
     kinds = {a.type for a in raised if a.shipment_id == "LEG-2"}
     assert {"budget_low", "budget_exhausted"} <= kinds
@@ -126,7 +128,7 @@ def test_second_leg_shows_budget_consumed_by_first_leg(env):
 
 
 def test_backup_logger_fills_primary_gap_and_disagreement_alerts(env):
-    settings, store, clock, raised = env
+    settings, store, _clock, raised = env
     store.create_shipment(
         Shipment(
             id="S-2", product="vaccine-2-8", loggers=("P", "B"), status=ShipmentStatus.IN_TRANSIT
