@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 
 from coldchain.alerts import (
     Alert,
-    AlertType,
     alarm_alert,
     budget_alert,
     logger_alert,
@@ -38,8 +37,9 @@ from coldchain.config import Settings
 from coldchain.decoding import decode_status, decode_telemetry
 from coldchain.errors import ColdchainError, DecodeError
 from coldchain.evaluation import Evaluation, Firing, prepare
+from coldchain.health import HealthEvent, HealthLimits, LoggerHealth
 from coldchain.models import MS_PER_MIN, Reading, Reject, Shipment, ShipmentStatus, iso
-from coldchain.profiles import ProfileSet, Severity
+from coldchain.profiles import ProfileSet
 from coldchain.service import prior_budget_min, profile_for, shipment_series
 from coldchain.store import Store
 from coldchain.streaming import ShipmentMonitor
@@ -66,14 +66,6 @@ class Counters:
     alerts: int = 0
     batches: int = 0
     by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-@dataclass
-class _LoggerHealth:
-    skewed: bool = False
-    faults_in_row: int = 0
-    fault_alerted: bool = False
-    battery_low: bool = False
 
 
 def _reason_class(reason: str) -> str:
@@ -104,7 +96,7 @@ class Pipeline:
         self._offsets: dict[str, float] = {}
         self._shipments: dict[str, Shipment] = {}
         self._by_logger: dict[str, list[str]] = defaultdict(list)
-        self._health: dict[str, _LoggerHealth] = defaultdict(_LoggerHealth)
+        self._health: dict[str, LoggerHealth] = {}
         self._lock = threading.RLock()
         self.reload_shipments()
 
@@ -216,6 +208,7 @@ class Pipeline:
                             decoded.rejects,
                             decoded.battery_pct,
                             now,
+                            received_ms=received_ms,
                         )
                     )
                 elif parsed.kind == "status":
@@ -226,14 +219,25 @@ class Pipeline:
                         online=status.online,
                         battery_pct=status.battery_pct,
                     )
-                    alerts.extend(self._health_of(parsed.ident, (), (), status.battery_pct, now))
+                    alerts.extend(
+                        self._health_of(
+                            parsed.ident, (), (), status.battery_pct, now, received_ms=received_ms
+                        )
+                    )
                 else:
                     raise DecodeError(f"topic kind {parsed.kind!r} is not ingested here")
             except DecodeError as exc:
                 rejects.append(Reject(exc.reason, topic, payload, received_ms, _logger_of(topic)))
                 if exc.reason.startswith("sensor fault"):
                     alerts.extend(
-                        self._health_of(_logger_of(topic) or "", (), rejects[-1:], None, now)
+                        self._health_of(
+                            _logger_of(topic) or "",
+                            (),
+                            rejects[-1:],
+                            None,
+                            now,
+                            received_ms=received_ms,
+                        )
                     )
             except Exception as exc:  # a bug must not stop ingestion: keep the message
                 log.exception("internal error on a message from %s", topic)
@@ -418,75 +422,71 @@ class Pipeline:
         rejects: Sequence[Reject],
         battery_pct: float | None,
         now: int,
+        *,
+        received_ms: int | None = None,
     ) -> list[Alert]:
         if not logger_id:
             return []
-        h = self._health[logger_id]
-        hs = self.settings.health
-        shipments = self._by_logger.get(logger_id) or []
-        found: list[Alert] = []
+        health = self._logger_health(logger_id)
+        events = health.observe(
+            received_ms=received_ms or now,
+            readings=readings,
+            rejects=rejects,
+            battery_pct=battery_pct,
+        )
+        return self._health_alerts(logger_id, events, now)
 
-        def raise_for(
-            kind: AlertType,
-            severity: Severity,
-            triggered: int,
-            message: str,
-            value: float | None = None,
-        ) -> None:
-            for sid in shipments:
-                found.append(
-                    logger_alert(
-                        kind=kind,
-                        shipment_id=sid,
-                        logger_id=logger_id,
-                        severity=severity,
-                        triggered_ms=triggered,
-                        detected_ms=now,
-                        message=f"Shipment {sid}: {message}",
-                        value_c=value,
-                    )
-                )
-
-        skew_ms = round(hs.clock_skew_min * MS_PER_MIN)
-        for r in readings:
-            ahead = r.ts_ms - r.received_ms
-            if ahead > skew_ms and not h.skewed:
-                h.skewed = True
-                raise_for(
-                    "clock_skew",
-                    "warning",
-                    r.received_ms,
-                    f"logger {logger_id} reports {iso(r.ts_ms)}, "
-                    f"{ahead / MS_PER_MIN:.0f} min ahead of receive time; "
-                    "readings are kept and evaluated on device time — check its clock",
-                )
-            elif ahead <= skew_ms:
-                h.skewed = False
-        faults = [r for r in rejects if r.reason.startswith("sensor fault")]
-        if readings and not faults:
-            h.faults_in_row, h.fault_alerted = 0, False
-        h.faults_in_row += len(faults)
-        if faults and h.faults_in_row >= hs.sensor_fault_repeat and not h.fault_alerted:
-            h.fault_alerted = True
-            raise_for(
-                "sensor_fault",
-                "warning",
-                faults[0].received_ms,
-                f"logger {logger_id} sent {h.faults_in_row} impossible values in a row "
-                f"({faults[-1].reason}); inspect or replace the sensor",
+    def _logger_health(self, logger_id: str) -> LoggerHealth:
+        health = self._health.get(logger_id)
+        if health is None:
+            hs = self.settings.health
+            health = LoggerHealth(
+                logger_id,
+                HealthLimits(
+                    clock_skew_min=hs.clock_skew_min,
+                    sensor_fault_repeat=hs.sensor_fault_repeat,
+                    battery_low_pct=hs.battery_low_pct,
+                    silence_min=hs.silence_min,
+                ),
             )
-        if battery_pct is not None:
-            low = battery_pct < hs.battery_low_pct
-            if low and not h.battery_low:
-                raise_for(
-                    "battery_low",
-                    "warning",
-                    now,
-                    f"logger {logger_id} battery at {battery_pct:.0f} % "
-                    f"(below {hs.battery_low_pct:.0f} %); replace or recharge before it stops",
+            self._health[logger_id] = health
+        return health
+
+    def _health_alerts(
+        self, logger_id: str, events: Sequence[HealthEvent], now: int
+    ) -> list[Alert]:
+        found: list[Alert] = []
+        for event in events:
+            for sid in self._by_logger.get(logger_id, ()):
+                alert = logger_alert(
+                    kind=event.kind,
+                    shipment_id=sid,
+                    logger_id=logger_id,
+                    severity="warning",
+                    triggered_ms=event.since_ms,
+                    detected_ms=now,
+                    message=f"Shipment {sid}: {event.message}",
+                    value_c=event.value,
                 )
-            h.battery_low = low
+                if event.opened:
+                    found.append(alert)
+                else:
+                    self._resolve(alert.id, now, event.message)
         return found
+
+    def check_silence(self) -> list[Alert]:
+        """Scheduled: ``logger_silent`` for loggers of shipments in transit (SPEC §4.5)."""
+        with self._lock:
+            now = self.clock.now_ms()
+            alerts: list[Alert] = []
+            for logger_id, sids in self._by_logger.items():
+                if any(self._shipments[s].status == ShipmentStatus.IN_TRANSIT for s in sids):
+                    health = self._logger_health(logger_id)
+                    alerts += self._health_alerts(logger_id, health.check_silence(now), now)
+            with self.store.transaction():
+                raised = [a for a in alerts if self.store.upsert_alert(a)]
+            self._emit(raised)
+            return raised
 
     # -- shipments' lifecycle -------------------------------------------------------
 

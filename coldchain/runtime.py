@@ -111,6 +111,15 @@ class Runtime:
             max_instances=1,
             coalesce=True,
         )
+        silence_s = self.settings.health.silence_min * 60
+        self.scheduler.add_job(
+            self.pipeline.check_silence,
+            "interval",
+            seconds=max(1.0, min(60.0, silence_s / 4)),
+            id="logger-silence",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
         return self
 
