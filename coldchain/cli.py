@@ -417,6 +417,77 @@ def dead_letters_list(
         out.print(f"[bold]#{d.id}[/] {iso(d.received_ms)} {d.topic}\n  {d.reason}", highlight=False)
 
 
+# -- loggers and budgets --------------------------------------------------------------
+
+logger_app = typer.Typer(help="Logger settings (calibration).", no_args_is_help=True)
+budget_app = typer.Typer(help="A lot's stability budget ledger.", no_args_is_help=True)
+app.add_typer(logger_app, name="logger")
+app.add_typer(budget_app, name="budget")
+
+
+@logger_app.command("calibrate")
+def logger_calibrate(
+    logger_id: Annotated[str, typer.Argument(metavar="LOGGER")],
+    offset: Annotated[float, typer.Option(help="°C added to every raw value (certificate).")],
+    certificate: Annotated[str, typer.Option(help="Calibration certificate reference.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Set a logger's calibration offset from its certificate (SPEC §4.2).
+
+    Applies to readings received from now on; raw and corrected values are both kept.
+    """
+    ctx = _ctx(config)
+    try:
+        if not valid_id(logger_id):
+            raise ValueError(f"logger id {logger_id!r} must match ^[A-Za-z0-9._-]{{1,64}}$")
+        ctx.store.set_logger_calibration(logger_id, offset)
+        ctx.store.audit(
+            actor="cli",
+            action="calibrated",
+            entity="logger",
+            entity_id=logger_id,
+            ts_ms=ctx.clock.now_ms(),
+            detail={"offset_c": offset, "certificate": certificate},
+        )
+    except (ColdchainError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    out.print(f"logger {logger_id}: calibration offset {offset:+g} °C ({certificate})")
+
+
+@budget_app.command("ledger")
+def budget_ledger_cmd(
+    lot: Annotated[str, typer.Argument(metavar="LOT")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each consumption of the lot's budgets, by leg and episode, and each add-back."""
+    from coldchain.service import budget_ledger  # noqa: PLC0415
+
+    ctx = _ctx(config)
+    try:
+        entries = budget_ledger(ctx.store, ctx.profiles, lot, now_ms=ctx.clock.now_ms())
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json(entries)
+        return
+    table = Table("at", "budget", "kind", "minutes", "shipment / by", "reason")
+    for e in entries:
+        table.add_row(
+            str(e["at"]),
+            str(e["budget_id"]),
+            str(e["kind"]),
+            f"{e['minutes']:g}",
+            str(e.get("shipment_id") or e.get("by")),
+            str(e.get("reason") or ""),
+        )
+    out.print(table)
+
+
 # -- demo and serve ----------------------------------------------------------------------
 
 

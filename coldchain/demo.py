@@ -33,6 +33,8 @@ class DemoMismatchError(ColdchainError):
     """A simulated shipment's verdict is not the one its scenario was built to produce."""
 
 
+DEMO_SILENCE_MIN = 0.25
+
 FLEET_DAYS_BACK = 5
 """The fleet's device time starts this many days ago, so no reading is in the future."""
 
@@ -57,6 +59,8 @@ def run_demo(
         update={
             "store": base.store.model_copy(update={"url": f"sqlite:///{db}"}),
             "broker": base.broker.model_copy(update={"client_id": "coldchain-demo"}),
+            # a short silence so that a logger going quiet shows within the demo's minute
+            "health": base.health.model_copy(update={"silence_min": DEMO_SILENCE_MIN}),
         }
     )
     profiles = settings.load_profiles()

@@ -19,7 +19,7 @@ from coldchain.clock import Clock, SystemClock
 from coldchain.config import Settings, load_settings
 from coldchain.errors import ConfigError
 from coldchain.evaluation import Evaluation, prepare
-from coldchain.models import MS_PER_MIN, Shipment
+from coldchain.models import MS_PER_MIN, Shipment, iso
 from coldchain.profiles import Profile, ProfileSet
 from coldchain.store import Store, open_store
 from coldchain.timeline import merge
@@ -157,3 +157,40 @@ def evaluate_shipments(
                 "device" if s.extra.get("profile") == FROM_DEVICE else "product"
             )
     return evaluations
+
+
+def budget_ledger(
+    store: Store, profiles: ProfileSet, lot: str, *, now_ms: int
+) -> list[dict[str, object]]:
+    """Every consumption of the lot's budgets (per leg and episode) and every add-back, in order."""
+    legs = sorted((s for s in store.list_shipments() if s.lot == lot), key=_leg_order)
+    entries: list[dict[str, object]] = []
+    if legs:
+        evaluations = evaluate_shipments(store, profiles, legs, now_ms=now_ms, with_prior=False)
+        for leg in legs:
+            ev = evaluations[leg.id]
+            for budget in ev.profile.budget:
+                for episode in ev.measures.episodes.get(budget.limit_key, ()):
+                    entries.append(
+                        {
+                            "kind": "consumption",
+                            "budget_id": budget.id,
+                            "shipment_id": leg.id,
+                            "episode_start": iso(episode.start_ms),
+                            "at": iso(episode.start_ms),
+                            "minutes": round(episode.duration_ms / MS_PER_MIN, 3),
+                        }
+                    )
+    for add_back in store.budget_add_backs(lot):
+        entries.append(
+            {
+                "kind": "add_back",
+                "budget_id": add_back.budget_id,
+                "at": iso(add_back.ts_ms),
+                "minutes": -add_back.minutes,
+                "by": add_back.actor,
+                "reason": add_back.reason,
+                "signature": add_back.signature,
+            }
+        )
+    return sorted(entries, key=lambda e: str(e["at"]))

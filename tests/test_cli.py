@@ -1,0 +1,155 @@
+"""The command line (SPEC §9): stable forms, JSON output, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from coldchain.cli import app
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "berlinger"
+QTAG = SAMPLES / "QTag-CLm-doc-LR" / "RCPJ00010_02_202211090128.txt"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("COLDCHAIN_STORE", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.delenv("COLDCHAIN_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result.output
+
+    return run
+
+
+def test_cli_shipment_create_list_show_json(cli):
+    created = orjson.loads(
+        cli(
+            "shipment",
+            "create",
+            "S-1",
+            "--product",
+            "cart-ln2",
+            "--logger",
+            "LG-1",
+            "--logger",
+            "LG-2",
+            "--lot",
+            "L1",
+            "--origin",
+            "SG",
+            "--destination",
+            "ID",
+            "--json",
+        )
+    )
+    assert (created["id"], created["loggers"], created["status"]) == (
+        "S-1",
+        ["LG-1", "LG-2"],
+        "in_transit",
+    )
+    listed = orjson.loads(cli("shipment", "list", "--json"))
+    assert [s["id"] for s in listed] == ["S-1"]
+    assert orjson.loads(cli("shipment", "show", "S-1", "--json"))["destination"] == "ID"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shipment", "create", "S 1", "--product", "cart-ln2", "--logger", "L"], "must match"),
+        (
+            ["shipment", "create", "S-1", "--product", "nope", "--logger", "L"],
+            "unknown product profile 'nope'",
+        ),
+        (
+            [
+                "shipment",
+                "create",
+                "S-1",
+                "--product",
+                "cart-ln2",
+                "--logger",
+                "L",
+                "--origin",
+                "Singapore",
+            ],
+            "ISO 3166",
+        ),
+        (["shipment", "show", "S-404"], "shipment 'S-404' not found"),
+        (["evaluate", "S-404", "--json"], "shipment 'S-404' not found"),
+    ],
+)
+def test_cli_errors_name_the_problem_and_exit_2(cli, args, message):
+    assert message in cli(*args, code=2)
+
+
+def test_cli_import_csv_then_evaluate_json_has_spec_shape(cli, tmp_path):
+    cli("shipment", "create", "S-1", "--product", "vaccine-2-8", "--logger", "LG-1")
+    csv = tmp_path / "r.csv"
+    rows = [
+        f"2026-11-20T{h:02d}:{m:02d}:00Z,{9.5 if 6 <= h < 8 else 5.0}"
+        for h in range(12)
+        for m in (0, 15, 30, 45)
+    ]
+    csv.write_text("ts,temp_c\n" + "\n".join(rows) + "\n")
+    assert "imported 48 new readings" in cli("import", str(csv), "--shipment", "S-1")
+    assert "0 new readings" in cli("import", str(csv), "--shipment", "S-1")  # idempotent
+    cli("shipment", "close", "S-1", "--end", "2026-11-20T12:00:00Z")
+    doc = orjson.loads(cli("evaluate", "S-1", "--json"))
+    assert doc["verdict"] == "FAIL"
+    assert doc["limits"][0]["episodes"][0]["minutes"] == 120.0
+    alerts = orjson.loads(cli("alerts", "list", "--shipment", "S-1", "--json"))
+    assert {a["rule"] for a in alerts} >= {"high-single", "high-cumulative"}
+
+
+def test_cli_import_refuses_bad_csv_with_line(cli, tmp_path):
+    cli("shipment", "create", "S-1", "--product", "vaccine-2-8", "--logger", "LG-1")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ts,temp_c\n2026-11-20T00:00:00Z,5\n2026-11-20T00:15:00,5\n")
+    assert "bad.csv:3: ts: '2026-11-20T00:15:00' has no time zone" in cli(
+        "import", str(bad), "--shipment", "S-1", code=2
+    ).replace("\n", "")
+
+
+def test_cli_import_berlinger_from_device_reconciles(cli):
+    cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
+    out = cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device")
+    assert "Q-tag CLm doc LR serial RCPJ00010" in out
+    doc = orjson.loads(cli("evaluate", "S-Q", "--json"))
+    assert doc["profile"]["id"] == "from-device-RCPJ00010"
+    rec = doc["reconciliation"]
+    assert (rec["min"]["agrees"], rec["max"]["agrees"], rec["mkt"]["agrees"]) == (True,) * 3
+    assert [a["id"] for a in rec["alarms"] if a["device_fired"]] == [
+        "device-1",
+        "device-2",
+        "device-4",
+        "device-5",
+    ]
+
+
+def test_cli_logger_calibrate_and_budget_ledger(cli, tmp_path):
+    assert "+0.3 °C" in cli(
+        "logger", "calibrate", "LG-1", "--offset", "0.3", "--certificate", "CAL-2026-17"
+    )
+    cli("shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1", "--lot", "L9")
+    csv = tmp_path / "r.csv"
+    csv.write_text(
+        "ts,temp_c\n"
+        + "\n".join(
+            f"2026-11-20T00:{m:02d}:00Z,{-140.3 if 10 <= m < 30 else -190.3}"
+            for m in range(0, 60, 5)
+        )
+        + "\n"
+    )
+    cli("import", str(csv), "--shipment", "S-1")
+    ledger = orjson.loads(cli("budget", "ledger", "L9", "--json"))
+    assert [(e["kind"], e["shipment_id"], e["minutes"]) for e in ledger] == [
+        ("consumption", "S-1", 20.0)
+    ]
