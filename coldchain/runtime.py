@@ -27,6 +27,9 @@ from coldchain.topics import alerts_topic, subscriptions
 
 log = logging.getLogger("coldchain.alerts")
 
+RELOAD_INTERVAL_S = 5
+"""How often the shipment registry is re-read from the store."""
+
 TICK_INTERVAL_S = 30
 """How often open shipments' holds are re-checked against the wall clock."""
 
@@ -108,6 +111,15 @@ class Runtime:
             "interval",
             seconds=self._tick_interval_s,
             id="hold-tick",
+            max_instances=1,
+            coalesce=True,
+        )
+        # shipments registered while we run (CLI, API) are picked up within seconds
+        self.scheduler.add_job(
+            self.pipeline.reload_shipments,
+            "interval",
+            seconds=RELOAD_INTERVAL_S,
+            id="reload-shipments",
             max_instances=1,
             coalesce=True,
         )

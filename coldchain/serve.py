@@ -17,6 +17,7 @@ EMBEDDED_PORT = 1883
 
 def run_serve(ctx: Context, *, worker: bool, console: Console) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -47,5 +48,4 @@ def run_serve(ctx: Context, *, worker: bool, console: Console) -> None:
                 c.rejected,
                 c.alerts,
             )
-            rt.pipeline.reload_shipments()
     console.print("stopped")
