@@ -5,7 +5,7 @@ The one place that knows how the pieces fit; each command stays a thin shell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from coldchain import berlinger
+from coldchain.alerting import Alerting
 from coldchain.batch import evaluate_frame
 from coldchain.berlinger import device_profile
 from coldchain.clock import Clock, SystemClock
@@ -21,6 +22,8 @@ from coldchain.errors import ConfigError
 from coldchain.evaluation import Evaluation, prepare
 from coldchain.models import MS_PER_MIN, Shipment, iso
 from coldchain.profiles import Profile, ProfileSet
+from coldchain.reconcile import reconcile
+from coldchain.routing import AlertRouting
 from coldchain.store import Store, open_store
 from coldchain.timeline import merge
 
@@ -46,6 +49,21 @@ class Context:
     @cached_property
     def store(self) -> Store:
         return open_store(self.settings.store.url)
+
+    @cached_property
+    def routing(self) -> AlertRouting:
+        """The validated alert routing (``[alerts] routes``)."""
+        return self.settings.load_routing(products=self.profiles.profiles.keys())
+
+    @cached_property
+    def alerting(self) -> Alerting:
+        """Alert lifecycle and notifications, queued in this store's outbox."""
+        return Alerting(
+            self.store,
+            self.profiles,
+            routing=self.routing,
+            api_base_url=self.settings.alerts.api_base_url,
+        )
 
     def close(self) -> None:
         if "store" in self.__dict__:
@@ -84,14 +102,21 @@ def profile_for(store: Store, profiles: ProfileSet, shipment: Shipment) -> Profi
 
 
 def readings_frame(
-    store: Store, shipments: list[Shipment], profiles: Mapping[str, Profile]
+    store: Store,
+    shipments: list[Shipment],
+    profiles: Mapping[str, Profile],
+    timelines: Mapping[str, Sequence[tuple[int, float]]] | None = None,
 ) -> pl.DataFrame:
-    """The evaluated timeline of each shipment, as one polars frame."""
+    """The evaluated timeline of each shipment, as one polars frame.
+
+    ``timelines`` holds ones the caller already read (the dossier), by shipment id.
+    """
     ids: list[str] = []
     ts: list[int] = []
     temps: list[float] = []
     for s in shipments:
-        for t, v in shipment_timeline(store, s, profiles[s.id]):
+        known = timelines.get(s.id) if timelines else None
+        for t, v in known if known is not None else shipment_timeline(store, s, profiles[s.id]):
             ids.append(s.id)
             ts.append(t)
             temps.append(v)
@@ -135,10 +160,11 @@ def evaluate_shipments(
     *,
     now_ms: int,
     with_prior: bool = True,
+    timelines: Mapping[str, Sequence[tuple[int, float]]] | None = None,
 ) -> dict[str, Evaluation]:
     """Batch (polars) evaluation of stored readings, with lot budgets and device reconciliation."""
     profile_of = {s.id: profile_for(store, profiles, s) for s in shipments}
-    frame = readings_frame(store, shipments, profile_of)
+    frame = readings_frame(store, shipments, profile_of, timelines)
     caps = {s.id: (s.end_ms if s.end_ms is not None else now_ms) for s in shipments}
     prior = (
         {s.id: prior_budget_min(store, profiles, s, now_ms=now_ms) for s in shipments if s.lot}
@@ -151,7 +177,7 @@ def evaluate_shipments(
         if files:
             ev = evaluations[s.id]
             device = berlinger.parse(files[-1].text, source=files[-1].source)
-            ev.extra["reconciliation"] = berlinger.reconcile(device, ev.to_json())
+            ev.extra["reconciliation"] = reconcile(device, ev.to_json())
             ev.extra["reconciliation"]["source"] = files[-1].source
             ev.extra["profile_source"] = (
                 "device" if s.extra.get("profile") == FROM_DEVICE else "product"

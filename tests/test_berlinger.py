@@ -20,13 +20,12 @@ from coldchain.berlinger import (
     detect,
     device_profile,
     parse,
-    reconcile,
-    truncate_01,
 )
 from coldchain.errors import ImportFileError
 from coldchain.evaluation import evaluate, is_out
 from coldchain.models import dt_to_ms, iso
 from coldchain.profiles import DEFAULT_ACTIVATION_ENERGY_KJ_MOL
+from coldchain.reconcile import reconcile, truncate_01
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "berlinger"
 QTAG_RUN2 = "QTag-CLm-doc-LR/RCPJ00010_02_202211090128.txt"

@@ -115,7 +115,7 @@ def test_cli_import_refuses_bad_csv_with_line(cli, tmp_path):
     bad.write_text("ts,temp_c\n2026-11-20T00:00:00Z,5\n2026-11-20T00:15:00,5\n")
     assert "bad.csv:3: ts: '2026-11-20T00:15:00' has no time zone" in cli(
         "import", str(bad), "--shipment", "S-1", code=2
-    ).replace("\n", "")
+    )
 
 
 def test_cli_import_berlinger_from_device_reconciles(cli):
