@@ -86,10 +86,8 @@ def disagreements(
         worst = 0.0
         for t, v in primary:
             i = bisect.bisect_right(times, t) - 1
-            if i < 0 or t - times[i] >= gap_ms:
-                diff = None
-            else:
-                diff = abs(v - series[i][1])
+            held = i >= 0 and t - times[i] < gap_ms  # the backup's reading still stands
+            diff = abs(v - series[i][1]) if held else None
             if diff is not None and diff > tolerance_c:
                 if start < 0:
                     start, worst = t, diff
