@@ -18,7 +18,7 @@ PIP_INSTALL := $(PIP) install --progress-bar off
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: help venv mosquitto check test fmt demo bench-ingest lock clean
+.PHONY: help venv mosquitto system-deps check test fmt demo bench-ingest bench-dossier bench-alerts lock clean
 
 help:
 	@echo "make test          lint, type-check and run all tests (what CI runs)"
@@ -26,6 +26,8 @@ help:
 	@echo "make fmt           format and auto-fix lint"
 	@echo "make demo          run 'coldchain demo' (embedded broker, SQLite)"
 	@echo "make bench-ingest  run the ingest benchmark"
+	@echo "make bench-dossier time a 30-day, 1-minute shipment's dossier ZIP (43,200 readings)"
+	@echo "make bench-alerts  alert latency, reading published → MQTT and webhook, under load"
 	@echo "make venv          create .venv from requirements.lock"
 	@echo "make lock          re-resolve requirements.lock after editing dependencies"
 	@echo "                   (needs uv: pip install uv; LOCK_ARGS=--upgrade to take new releases)"
@@ -53,8 +55,9 @@ $(VENV)/.project.stamp: $(VENV)/.deps.stamp pyproject.toml
 	$(PIP) check || { echo "requirements.lock is out of date: run 'make lock'" >&2; exit 1; }
 	touch $@
 
-mosquitto:
-	@scripts/install-mosquitto.sh
+# System programs the tests need: mosquitto, and poppler-utils for the dossier PDFs.
+mosquitto system-deps:
+	@scripts/install-system-deps.sh
 
 check: venv
 	$(BIN)/ruff format --check .
@@ -73,6 +76,12 @@ demo: venv
 
 bench-ingest: venv
 	$(BIN)/python -m benchmarks.bench_ingest
+
+bench-dossier: venv
+	$(BIN)/python -m benchmarks.bench_dossier
+
+bench-alerts: venv
+	$(BIN)/python -m benchmarks.bench_alerts
 
 lock:
 	@command -v $(UV) >/dev/null || { echo "make lock needs uv: pip install uv" >&2; exit 1; }

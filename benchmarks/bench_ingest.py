@@ -5,18 +5,26 @@ off) and measures, as medians of ``--runs`` runs, for two loads (single
 readings and 100-reading packs, QoS 1, from :func:`simulators.loadgen.make_load`):
 
 (a) a bare paho subscriber (MQTT 5, QoS 1) that only counts messages;
-(b) the coldchain pipeline: :class:`coldchain.mqtt.Subscriber` →
-    :class:`coldchain.pipeline.Writer` → :class:`coldchain.pipeline.Pipeline`
-    (decode, validate, store in a fresh SQLite file, streaming evaluation of a
-    ``vaccine-2-8`` shipment per logger), timed until every reading is stored;
+(b) the coldchain pipeline as ``serve`` runs it: :class:`coldchain.mqtt.Subscriber`
+    → :class:`coldchain.ingest.ProcessWriter` → :class:`coldchain.pipeline.Pipeline`
+    in the ingest process (decode, validate, store in a fresh SQLite file,
+    streaming evaluation of a ``vaccine-2-8`` shipment per logger), timed
+    until the child has acknowledged every message as stored;
+(b') the same with the thread writer (:class:`coldchain.ingest.Writer`,
+    ``[ingest] mode = "thread"``), for comparison;
 (c) the store ceiling: :meth:`SqliteStore.insert_readings` of the same
-    readings, straight from Python objects, in batches of the Writer's size.
+    readings, straight from Python objects, in batches of ``batch_max``.
 
 To time the subscriber and not the publisher, each run pre-loads the backlog
 while the subscriber is offline: it subscribes once with a persistent session
 and disconnects, the load is published (at most 100 unacknowledged), and the
 clock runs from the reconnect (same client id) until the backlog is drained.
 Every run gets a fresh broker, so no other session's queue is in the way.
+
+The CPU time per message of each party is printed too. Threads of one
+process share a GIL, so in (b') paho's thread and the writer thread add up;
+in (b) the pipeline runs in its own interpreter and paho's thread shares the
+GIL only with the hand-off's sender and receiver threads.
 
 Usage: python -m benchmarks.bench_ingest [--quick] [--runs 3] [--profile]
 """
@@ -27,6 +35,7 @@ import argparse
 import cProfile
 import getpass
 import importlib.metadata
+import math
 import os
 import platform
 import pstats
@@ -55,11 +64,12 @@ from rich.console import Console
 from rich.table import Table
 
 from coldchain.clock import SystemClock
-from coldchain.config import Settings, load_settings
+from coldchain.config import IngestMode, Settings, load_settings
 from coldchain.decoding import decode_telemetry
+from coldchain.ingest import PipelineFactory, ProcessWriter, Writer
 from coldchain.models import MS_PER_MIN, Reading, Shipment, ShipmentStatus
 from coldchain.mqtt import Subscriber, parse_broker_url
-from coldchain.pipeline import Pipeline, Writer
+from coldchain.pipeline import Pipeline
 from coldchain.profiles import ProfileSet
 from coldchain.store.sqlite import SqliteStore
 from coldchain.topics import subscriptions
@@ -84,10 +94,17 @@ BROKER_START_ATTEMPTS = 3
 SINGLE_TARGET = 0.9
 PACK_TARGET = 0.7
 PROFILE_TOP = 25
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# The names coldchain.ingest gives its threads.
+WRITER_THREAD = "coldchain-writer"
+SENDER_THREAD = "coldchain-ingest-sender"
+RECEIVER_THREAD = "coldchain-ingest-receiver"
+MODES: tuple[IngestMode, ...] = ("process", "thread")
+"""(b) with the process writer (what `serve` runs), then with the thread writer."""
 
 console = Console(highlight=False)
 if not console.is_terminal:
-    console.width = 110  # rich's default of 80 columns wraps the tables in logs
+    console.width = 150  # rich's default of 80 columns wraps the tables in logs
 
 
 # -- machine -------------------------------------------------------------------------
@@ -111,7 +128,18 @@ def machine_info(binary: str) -> dict[str, str]:
         pass
     help_text = subprocess.run([binary, "-h"], capture_output=True, text=True, check=False)
     first = (help_text.stdout or help_text.stderr).splitlines()
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        described = ""
     return {
+        "coldchain": f"{importlib.metadata.version('coldchain')} ({described or 'no git'})",
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
         "os": platform.platform(),
@@ -155,6 +183,11 @@ class Mosquitto:
                 "",
             ]
         )
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "enter the broker first"
+        return self._process.pid
 
     def __enter__(self) -> Self:
         work = Path(self._tmp.name)
@@ -273,6 +306,28 @@ def wait_for(done: threading.Event, progress: Callable[[], int], target: int, wh
         last = now
 
 
+def thread_cpu_s(name: str) -> float:
+    """CPU seconds (user + system) used so far by the live thread ``name``; NaN off Linux."""
+    for thread in threading.enumerate():
+        if thread.name == name and thread.native_id is not None:
+            return _stat_cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+    return float("nan")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid``; NaN off Linux."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def _stat_cpu_s(path: str) -> float:
+    try:
+        stat = Path(path).read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 # -- (a) bare paho -------------------------------------------------------------------
 
 
@@ -317,8 +372,12 @@ def bare_subscribe_once(url: str, client_id: str, topic_filter: str) -> None:
     client.loop_stop()
 
 
-def bare_drain(url: str, client_id: str, expected: int) -> float:
-    """Reconnect and count the queued messages; seconds from connect to the last one."""
+def bare_drain(url: str, client_id: str, expected: int) -> tuple[float, float]:
+    """Reconnect and count the queued messages.
+
+    Returns the seconds from connect to the last message, and the CPU seconds
+    of paho's network thread.
+    """
     received = 0
     done = threading.Event()
 
@@ -336,17 +395,21 @@ def bare_drain(url: str, client_id: str, expected: int) -> float:
     try:
         wait_for(done, lambda: received, expected, "bare paho")
         elapsed = time.perf_counter() - started
+        cpu = thread_cpu_s(f"paho-mqtt-client-{client_id}")
     finally:
         client.disconnect()
         client.loop_stop()
-    return elapsed
+    return elapsed, cpu
 
 
-def run_bare(binary: str, load: Load, prefix: str) -> float:
+def run_bare(binary: str, load: Load, prefix: str) -> tuple[float, float, float]:
+    """Seconds, and the CPU seconds of paho's network thread and of the broker."""
     with Mosquitto(binary, max_queued_messages=_queue_size(load)) as broker:
         bare_subscribe_once(broker.url, "bench-bare", f"{prefix}/loggers/+/telemetry")
         preload(broker.url, load)
-        return bare_drain(broker.url, "bench-bare", load.backlog)
+        broker_before = process_cpu_s(broker.pid)
+        elapsed, paho_cpu = bare_drain(broker.url, "bench-bare", load.backlog)
+        return elapsed, paho_cpu, process_cpu_s(broker.pid) - broker_before
 
 
 def _queue_size(load: Load) -> int:
@@ -362,6 +425,12 @@ def _queue_size(load: Load) -> int:
 class PipelineRun:
     elapsed_s: float
     readings: int
+    paho_cpu_s: float
+    handoff_cpu_s: float
+    """Process writer: the parent's sender and receiver threads. Thread writer: NaN."""
+    pipeline_cpu_s: float
+    """Process writer: the child process. Thread writer: the writer thread."""
+    broker_cpu_s: float
     batches: list[int] = field(default_factory=list)
     alerts: int = 0
 
@@ -372,6 +441,7 @@ def run_pipeline(
     base: Settings,
     profiles: ProfileSet,
     *,
+    mode: IngestMode,
     thread_profiles: ThreadProfiles | None = None,
 ) -> PipelineRun:
     clock = SystemClock()
@@ -386,6 +456,7 @@ def run_pipeline(
                 "broker": base.broker.model_copy(
                     update={"url": broker.url, "client_id": client_id}
                 ),
+                "ingest": base.ingest.model_copy(update={"mode": mode}),
             }
         )
         topics = subscriptions(prefix=settings.broker.topic_prefix)
@@ -401,7 +472,6 @@ def run_pipeline(
                     created_ms=clock.now_ms(),
                 )
             )
-        pipeline = Pipeline(store, profiles, settings, clock=clock)
         # Create the persistent session, go offline, queue the backlog.
         with Subscriber(
             url=broker.url, client_id=client_id, topics=topics, on_message=lambda _t, _p, _r: None
@@ -413,41 +483,77 @@ def run_pipeline(
         handled = 0
         done = threading.Event()
 
-        def on_batch(size: int) -> None:  # the writer thread, after Pipeline.handle
+        def on_batch(size: int) -> None:  # after Pipeline.handle committed a batch
             nonlocal handled
             batches.append(size)
             handled += size
             if handled >= load.backlog:
                 done.set()
 
-        writer = Writer(
-            pipeline,
-            batch_max=settings.ingest.batch_max,
-            batch_wait_ms=settings.ingest.batch_wait_ms,
-        )
+        # What Runtime builds for `serve`, without the scheduler and the dispatcher
+        # (both idle here: no alert fires).
+        writer: ProcessWriter | Writer
+        if mode == "process":
+            writer = ProcessWriter(
+                PipelineFactory(settings, clock, profiles=profiles),
+                batch_max=settings.ingest.batch_max,
+                batch_wait_ms=settings.ingest.batch_wait_ms,
+                fallback_store=store,
+            )
+        else:
+            writer = Writer(
+                Pipeline(store, profiles, settings, clock=clock),
+                batch_max=settings.ingest.batch_max,
+                batch_wait_ms=settings.ingest.batch_wait_ms,
+            )
         writer.on_batch = on_batch
         subscriber = Subscriber(
             url=broker.url, client_id=client_id, topics=topics, on_message=writer.submit
         )
         with thread_profiles or _nothing():
             writer.start()
-            started = time.perf_counter()
-            subscriber.start()
             try:
-                wait_for(done, lambda: handled, load.backlog, "coldchain pipeline")
-                elapsed = time.perf_counter() - started
+                before = _writer_cpu_s(writer)
+                broker_before = process_cpu_s(broker.pid)
+                started = time.perf_counter()
+                subscriber.start()
+                try:
+                    wait_for(done, lambda: handled, load.backlog, f"coldchain ({mode} writer)")
+                    elapsed = time.perf_counter() - started
+                    paho_cpu = thread_cpu_s(f"paho-mqtt-client-{client_id}")
+                    after = _writer_cpu_s(writer)
+                    broker_cpu = process_cpu_s(broker.pid) - broker_before
+                finally:
+                    subscriber.stop()
             finally:
-                subscriber.stop()
                 writer.stop()
-        counters = pipeline.counters
+        counters = writer.counters
         store.close()
     if counters.readings != len(load.readings) or counters.rejected:
         msg = (
-            f"pipeline stored {counters.readings} of {len(load.readings)} readings "
+            f"{mode} writer: stored {counters.readings} of {len(load.readings)} readings "
             f"({counters.rejected} rejected, {counters.duplicates} duplicates)"
         )
         raise RuntimeError(msg)
-    return PipelineRun(elapsed, counters.readings, batches, counters.alerts)
+    return PipelineRun(
+        elapsed,
+        counters.readings,
+        paho_cpu,
+        after[0] - before[0],
+        after[1] - before[1],
+        broker_cpu,
+        batches,
+        counters.alerts,
+    )
+
+
+def _writer_cpu_s(writer: ProcessWriter | Writer) -> tuple[float, float]:
+    """CPU seconds so far: (hand-off threads in this process, the pipeline's side)."""
+    if isinstance(writer, Writer):
+        return float("nan"), thread_cpu_s(WRITER_THREAD)
+    assert writer.pid is not None
+    handoff = thread_cpu_s(SENDER_THREAD) + thread_cpu_s(RECEIVER_THREAD)
+    return handoff, process_cpu_s(writer.pid)
 
 
 @contextmanager
@@ -475,7 +581,11 @@ def run_store(load: Load, batch: int) -> float:
 
 
 class ThreadProfiles:
-    """cProfile every thread started inside the ``with`` block, one profile per thread."""
+    """cProfile every thread started inside the ``with`` block, one profile per thread.
+
+    The timer is the thread's own CPU time, so time a thread spends waiting
+    (for the GIL, the socket or the queue) is not charged to what it waits in.
+    """
 
     def __init__(self) -> None:
         self.profiles: list[tuple[str, cProfile.Profile]] = []
@@ -483,7 +593,7 @@ class ThreadProfiles:
 
     def _start(self, _frame: FrameType, _event: str, _arg: object) -> None:
         sys.setprofile(None)
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with self._lock:
             self.profiles.append((threading.current_thread().name, profile))
         profile.enable()
@@ -503,9 +613,7 @@ class ThreadProfiles:
             if not rows:
                 continue
             total = max(ct for _cc, _nc, _tt, ct, _callers in rows.values())
-            table = Table(
-                title=f"{title}: thread {name} ({total:.2f} s wall)", title_justify="left"
-            )
+            table = Table(title=f"{title}: thread {name} ({total:.2f} s CPU)", title_justify="left")
             for col in ("cum %", "self %", "calls", "function"):
                 table.add_column(col, justify="right" if col != "function" else "left")
             ranked = sorted(rows.items(), key=lambda kv: kv[1][3], reverse=True)
@@ -524,12 +632,34 @@ class ThreadProfiles:
 
 
 @dataclass
-class Figures:
-    bare_s: list[float] = field(default_factory=list)
-    pipeline_s: list[float] = field(default_factory=list)
-    store_s: list[float] = field(default_factory=list)
+class Series:
+    """One measure of (b), over the runs."""
+
+    seconds: list[float] = field(default_factory=list)
+    paho_cpu_s: list[float] = field(default_factory=list)
+    handoff_cpu_s: list[float] = field(default_factory=list)
+    pipeline_cpu_s: list[float] = field(default_factory=list)
+    broker_cpu_s: list[float] = field(default_factory=list)
     batches: list[int] = field(default_factory=list)
     alerts: int = 0
+
+    def add(self, run: PipelineRun) -> None:
+        self.seconds.append(run.elapsed_s)
+        self.paho_cpu_s.append(run.paho_cpu_s)
+        self.handoff_cpu_s.append(run.handoff_cpu_s)
+        self.pipeline_cpu_s.append(run.pipeline_cpu_s)
+        self.broker_cpu_s.append(run.broker_cpu_s)
+        self.batches.extend(run.batches)
+        self.alerts += run.alerts
+
+
+@dataclass
+class Figures:
+    bare_s: list[float] = field(default_factory=list)
+    bare_cpu_s: list[float] = field(default_factory=list)
+    bare_broker_cpu_s: list[float] = field(default_factory=list)
+    pipeline: dict[str, Series] = field(default_factory=lambda: {m: Series() for m in MODES})
+    store_s: list[float] = field(default_factory=list)
 
 
 def rate(count: int, times: Sequence[float]) -> float:
@@ -538,6 +668,120 @@ def rate(count: int, times: Sequence[float]) -> float:
 
 def spread(times: Sequence[float]) -> str:
     return " / ".join(f"{t:.2f}" for t in times)
+
+
+def per_message_us(cpu_s: Sequence[float], messages: int) -> str:
+    if not cpu_s or any(math.isnan(x) for x in cpu_s):
+        return ""
+    return f"{1e6 * statistics.median(cpu_s) / messages:,.1f}"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+MEASURE = {
+    "process": "(b) coldchain, process writer (serve)",
+    "thread": "(b') coldchain, thread writer",
+}
+
+
+def report(loads: Sequence[Load], results: dict[str, Figures], batch_max: int) -> None:
+    table = Table(title="Ingest throughput (median)", title_justify="left")
+    columns = (
+        "load",
+        "measure",
+        "msgs/s",
+        "readings/s",
+        "runs (s)",
+        "paho µs",
+        "hand-off µs",
+        "pipeline µs",
+        "broker µs",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("load", "measure") else "right")
+    for load in loads:
+        f = results[load.name]
+        n, r = load.backlog, len(load.readings)
+        table.add_row(
+            load.name,
+            "(a) bare paho",
+            f"{rate(n, f.bare_s):,.0f}",
+            f"{rate(r, f.bare_s):,.0f}",
+            spread(f.bare_s),
+            per_message_us(f.bare_cpu_s, n),
+            "",
+            "",
+            per_message_us(f.bare_broker_cpu_s, n),
+        )
+        for mode in MODES:
+            series = f.pipeline[mode]
+            table.add_row(
+                "",
+                MEASURE[mode],
+                f"{rate(n, series.seconds):,.0f}",
+                f"{rate(r, series.seconds):,.0f}",
+                spread(series.seconds),
+                per_message_us(series.paho_cpu_s, n),
+                per_message_us(series.handoff_cpu_s, n),
+                per_message_us(series.pipeline_cpu_s, n),
+                per_message_us(series.broker_cpu_s, n),
+            )
+        table.add_row(
+            "",
+            f"(c) store, {batch_max}/batch",
+            "",
+            f"{rate(r, f.store_s):,.0f}",
+            spread(f.store_s),
+            "",
+            "",
+            "",
+            "",
+            end_section=True,
+        )
+    console.print()
+    console.print(table)
+    console.print(
+        "CPU time per message (median): paho µs, paho's network thread; hand-off µs, the "
+        "process writer's sender and receiver threads; pipeline µs, the child process "
+        "(process writer) or the writer thread (thread writer); broker µs, Mosquitto. "
+        "Threads of one process share one GIL; the child has its own."
+    )
+
+    single, pack = loads
+    fs, fp = results[single.name], results[pack.name]
+    pack_bare = rate(len(pack.readings), fp.bare_s)
+    pack_store = rate(len(pack.readings), fp.store_s)
+    for mode in MODES:
+        single_ratio = rate(single.backlog, fs.pipeline[mode].seconds) / rate(
+            single.backlog, fs.bare_s
+        )
+        pack_ratio = rate(len(pack.readings), fp.pipeline[mode].seconds) / min(
+            pack_bare, pack_store
+        )
+        b = "b" if mode == "process" else "b'"
+        for label, value, target in (
+            (f"single readings: {b} / a (msgs/s)", single_ratio, SINGLE_TARGET),
+            (f"packs: {b} / min(a, c) (readings/s)", pack_ratio, PACK_TARGET),
+        ):
+            if mode == "process":
+                verdict = "[green]met" if value >= target else "[red]missed"
+            else:
+                verdict = "(for comparison)"
+            console.print(f"{label:<37} {value:.2f}  target >= {target}  {verdict}")
+    for load in loads:
+        for mode in MODES:
+            series = results[load.name].pipeline[mode]
+            sizes = series.batches
+            console.print(
+                f"{mode} writer batches, {load.name}: {len(sizes)} batches, "
+                f"mean {statistics.fmean(sizes):,.0f} messages, max {max(sizes):,}; "
+                f"alerts raised: {series.alerts}"
+            )
 
 
 def main() -> None:
@@ -553,7 +797,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="after the runs, cProfile one more pipeline run per load",
+        help="after the runs, cProfile one more run of each writer per load (this "
+        "process's threads; profile the ingest process with py-spy)",
     )
     args = parser.parse_args()
 
@@ -580,6 +825,7 @@ def main() -> None:
     console.rule("coldchain ingest benchmark")
     for key, text in info.items():
         console.print(f"{key:>10}: {text}")
+    console.print(f"{'load avg':>10}: {loadavg()} (1, 5, 15 min) at start")
     console.print(
         f"{'settings':>10}: batch_max {batch_max}, batch_wait_ms {base.ingest.batch_wait_ms} "
         f"(from {base.source}); broker max_inflight_messages {BROKER_MAX_INFLIGHT}, "
@@ -589,83 +835,40 @@ def main() -> None:
 
     results: dict[str, Figures] = {}
     for load in loads:
-        figures = results.setdefault(load.name, Figures())
+        f = results.setdefault(load.name, Figures())
         console.print(
             f"\n[bold]{load.name}[/]: {load.backlog:,} messages, "
             f"{len(load.readings):,} readings from {len(load.loggers):,} loggers"
         )
         for run in range(1, args.runs + 1):
-            figures.bare_s.append(run_bare(binary, load, prefix))
-            result = run_pipeline(binary, load, base, profiles)
-            figures.pipeline_s.append(result.elapsed_s)
-            figures.batches.extend(result.batches)
-            figures.alerts += result.alerts
-            figures.store_s.append(run_store(load, batch_max))
+            elapsed, cpu, broker_cpu = run_bare(binary, load, prefix)
+            f.bare_s.append(elapsed)
+            f.bare_cpu_s.append(cpu)
+            f.bare_broker_cpu_s.append(broker_cpu)
+            for mode in MODES:
+                f.pipeline[mode].add(run_pipeline(binary, load, base, profiles, mode=mode))
+            f.store_s.append(run_store(load, batch_max))
             console.print(
-                f"  run {run}: (a) {figures.bare_s[-1]:.2f} s  "
-                f"(b) {figures.pipeline_s[-1]:.2f} s  (c) {figures.store_s[-1]:.2f} s"
+                f"  run {run}: (a) {f.bare_s[-1]:.2f} s  "
+                f"(b) {f.pipeline['process'].seconds[-1]:.2f} s  "
+                f"(b') {f.pipeline['thread'].seconds[-1]:.2f} s  (c) {f.store_s[-1]:.2f} s"
             )
 
-    table = Table(title="Ingest throughput (median)", title_justify="left")
-    for col in ("load", "measure", "msgs/s", "readings/s", "runs (s)"):
-        table.add_column(col, justify="left" if col in ("load", "measure") else "right")
-    for load in loads:
-        f = results[load.name]
-        n, r = load.backlog, len(load.readings)
-        table.add_row(
-            load.name,
-            "(a) bare paho",
-            f"{rate(n, f.bare_s):,.0f}",
-            f"{rate(r, f.bare_s):,.0f}",
-            spread(f.bare_s),
-        )
-        table.add_row(
-            "",
-            "(b) coldchain pipeline",
-            f"{rate(n, f.pipeline_s):,.0f}",
-            f"{rate(r, f.pipeline_s):,.0f}",
-            spread(f.pipeline_s),
-        )
-        table.add_row(
-            "",
-            f"(c) store ceiling, {batch_max}/batch",
-            "",
-            f"{rate(r, f.store_s):,.0f}",
-            spread(f.store_s),
-            end_section=True,
-        )
-    console.print()
-    console.print(table)
-
-    single, pack = loads
-    fs, fp = results[single.name], results[pack.name]
-    single_ratio = rate(single.backlog, fs.pipeline_s) / rate(single.backlog, fs.bare_s)
-    pack_bare = rate(len(pack.readings), fp.bare_s)
-    pack_store = rate(len(pack.readings), fp.store_s)
-    pack_ratio = rate(len(pack.readings), fp.pipeline_s) / min(pack_bare, pack_store)
-    for label, value, target in (
-        ("single readings: b / a (msgs/s)", single_ratio, SINGLE_TARGET),
-        ("packs: b / min(a, c) (readings/s)", pack_ratio, PACK_TARGET),
-    ):
-        verdict = "[green]met" if value >= target else "[red]missed"
-        console.print(f"{label:<36} {value:.2f}  target >= {target}  {verdict}")
-    for load in loads:
-        sizes = results[load.name].batches
-        console.print(
-            f"writer batches, {load.name}: {len(sizes)} batches, "
-            f"mean {statistics.fmean(sizes):,.0f} messages, max {max(sizes):,}; "
-            f"alerts raised: {results[load.name].alerts}"
-        )
+    report(loads, results, batch_max)
+    console.print(f"load avg: {loadavg()} at end")
 
     if args.profile:
         for load in loads:
-            profiled = ThreadProfiles()
-            result = run_pipeline(binary, load, base, profiles, thread_profiles=profiled)
-            console.print(
-                f"\n[bold]profile, {load.name}[/]: {result.elapsed_s:.2f} s "
-                "under cProfile (wall time per thread)"
-            )
-            profiled.report(load.name)
+            for mode in MODES:
+                profiled = ThreadProfiles()
+                result = run_pipeline(
+                    binary, load, base, profiles, mode=mode, thread_profiles=profiled
+                )
+                console.print(
+                    f"\n[bold]profile, {load.name}, {mode} writer[/]: {result.elapsed_s:.2f} s "
+                    "under cProfile (CPU time per thread of this process)"
+                )
+                profiled.report(f"{load.name}, {mode} writer")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,14 @@ names below are what other programs may import; everything else is internal.
 from coldchain.alerts import Alert, alert_id
 from coldchain.decoding import decode_status, decode_telemetry
 from coldchain.errors import (
+    AlertError,
     BrokerError,
     ColdchainError,
     ConfigError,
     DecodeError,
+    DeliveryError,
     ImportFileError,
+    IngestError,
     NotFoundError,
     ShipmentError,
     StoreError,
@@ -20,19 +23,25 @@ from coldchain.errors import (
 from coldchain.evaluation import Evaluation, evaluate
 from coldchain.mkt import mkt_c
 from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
+from coldchain.notify import verify_signature
 from coldchain.profiles import Profile, ProfileSet, load_profiles, parse_profile
+from coldchain.routing import AlertRouting, load_routing
 from coldchain.streaming import ShipmentMonitor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Alert",
+    "AlertError",
+    "AlertRouting",
     "BrokerError",
     "ColdchainError",
     "ConfigError",
     "DecodeError",
+    "DeliveryError",
     "Evaluation",
     "ImportFileError",
+    "IngestError",
     "NotFoundError",
     "Profile",
     "ProfileSet",
@@ -49,6 +58,8 @@ __all__ = [
     "decode_telemetry",
     "evaluate",
     "load_profiles",
+    "load_routing",
     "mkt_c",
     "parse_profile",
+    "verify_signature",
 ]

@@ -85,17 +85,24 @@ def alarm_alert(
         or firing.triggered_ms == firing.episode_start_ms + round(alarm.delay_min * MS_PER_MIN)
     ):
         kind: AlertType = "excursion"
-        duration = (
-            f"for more than {_fmt_minutes(alarm.delay_min)}" if alarm.delay_min else "(no delay)"
+        limit = f"{beyond} {alarm.limit_c:g} °C"
+        since = iso(firing.episode_start_ms)
+        what = (
+            f"has been {limit} for more than {_fmt_minutes(alarm.delay_min)} since {since}"
+            if alarm.delay_min
+            else f"went {limit} at {since}, where no time is allowed"
         )
     else:
         kind = "cumulative"
-        duration = f"for more than {_fmt_minutes(alarm.cumulative_min or 0)} in total"
+        what = (
+            f"has spent more than {_fmt_minutes(alarm.cumulative_min or 0)} in total "
+            f"{beyond} {alarm.limit_c:g} °C"
+        )
     value = f"{value_c:.1f} °C" if value_c is not None else "n/a"
+    # SPEC §6: one sentence naming shipment, product, value, limit and duration
     message = (
-        f"Shipment {shipment.id} ({profile.name}, {shipment.lane}): temperature {beyond} "
-        f"{alarm.limit_c:g} °C {duration} since {iso(firing.episode_start_ms)}; "
-        f"last value {value}. Alarm {alarm.id} ({alarm.severity})."
+        f"Shipment {shipment.id} ({profile.name}, {shipment.lane}) {what}, "
+        f"last reading {value} (alarm {alarm.id}, {alarm.severity})."
     )
     return Alert(
         id=alert_id(shipment.id, alarm.id, firing.episode_start_ms),

@@ -7,17 +7,24 @@ computes one reading at a time, so that streaming equals batch. The rules are
 those of :mod:`coldchain.evaluation` (its module docstring states them); this
 module only restates them as frame operations:
 
-* rows are sorted by (shipment, time, temperature) and one row is kept per
-  (shipment, time): the lowest temperature, as :func:`~coldchain.evaluation.prepare`;
+* rows are sorted by (shipment, time) and one row is kept per (shipment, time):
+  the lowest temperature, ``-0.0`` read as ``0.0``, as
+  :func:`~coldchain.evaluation.prepare`;
 * a reading's hold ends at ``max(t, min(next t or cap, t + max_gap, cap))``;
-* a gap follows a reading whose hold ended at ``t + max_gap`` before the next
-  bound; it is counted when the readings on both sides are out of range for
-  some limit;
+* a gap follows a reading whose hold ends before ``min(next t, cap)``; it is
+  counted when the readings on both sides are out of range for some limit;
 * an episode is a run of consecutive out-of-range rows of one limit (run ids
-  from a cumulative sum of flag changes), from its first time to its last hold
+  from a cumulative sum of run starts), from its first time to its last hold
   end, with the peak at the first time it is reached;
 * MKT and the mean are reduced to the log-sum-exp pieces per shipment and
   finished by :func:`coldchain.evaluation.assemble`.
+
+Why it is fast (benchmarks/bench_eval.py, docs/BENCHMARKS.md): stored readings
+come sorted by shipment and time, which one cheap pass detects, so the usual
+frame is never sorted; shipment ids become their position in ``caps`` (u32),
+so every grouping is over a sorted integer key and polars aggregates it as
+contiguous slices; per-row work is one lazy query with a column per limit; the
+per-shipment and per-episode tables are small, and only they reach Python.
 
 All time arithmetic is in integer epoch milliseconds UTC, so times and
 durations are identical to the Python walk; the float sums (mean, MKT) may
@@ -27,9 +34,9 @@ differ in the last bits by summation order, below the rounding of
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
-from typing import Final
+import math
+from collections.abc import Callable, Mapping
+from typing import Final, TypeVar
 
 import polars as pl
 
@@ -42,7 +49,7 @@ from coldchain.evaluation import (
     assemble,
     measure,
 )
-from coldchain.mkt import GAS_CONSTANT_J_MOL_K, KELVIN
+from coldchain.mkt import GAS_CONSTANT_J_MOL_K, KELVIN, arrhenius_exponent
 from coldchain.models import MS_PER_MIN
 from coldchain.profiles import Profile
 
@@ -53,32 +60,31 @@ READING_COLUMNS = (SHIPMENT, TS, TEMP)
 """Columns :func:`measure_frame` reads: shipment id (str), device time (epoch ms UTC), °C."""
 
 # Internal column names.
-_IX = "_ix"  # the shipment's position in ``caps``: u32, cheap to sort and compare
+_IX = "_ix"  # the shipment's position in ``caps``: u32, cheap to sort, compare and group
+_SPAN = "_span"  # ms from the reading to min(next reading, cap)
+_LSE = "_lse"
+_REPEAT = "_repeat"  # same shipment and time as the row before
+_START = "_start"
+_STOP = "_stop"
 _CAP = "_cap"
-_LAST = "_last"  # last row of its shipment
-_BOUND = "_bound"  # the next reading's time, or the cap after the last one
-_END = "_end"  # end of the reading's hold
-_W = "_w"  # hold in ms
-_EXP = "_exp"  # Arrhenius exponent aᵢ
-_GAP = "_gap"
-_COUNTED = "_counted"
 _RUN = "_run"
-_KEY = "_key"
+_AFTER = "_after"  # the next reading's temperature
+_SAME = "_same"  # the next reading is of the same shipment
 _ROW = "_row"
 
+_T = TypeVar("_T")
+
 _ENGINE: Final = "in-memory"
-"""Row-order work (shifts, run ids) measured about twice as fast in the in-memory engine as in
-the streaming one (polars 2.1, benchmarks/bench_eval.py)."""
+"""Row-order work (shifts, run ids, grouped runs) measured faster in the in-memory engine than
+in the streaming one (polars 2.1, 2 cores, benchmarks/bench_eval.py)."""
+_SUMMARY_ENGINE: Final = "streaming"
+"""The per-shipment sums, a chain of arithmetic per row, take about a quarter less CPU in the
+streaming engine, which runs the chain on cache-sized morsels (same benchmark)."""
 
 
-def _out_name(index: int) -> str:
-    return f"_out{index}"
-
-
-def _is_out(key: LimitKey) -> pl.Expr:
+def _is_out(key: LimitKey, temp: pl.Expr) -> pl.Expr:
     """SPEC §4.3, as :func:`coldchain.evaluation.is_out`: strictly beyond the limit."""
     direction, limit = key
-    temp = pl.col(TEMP)
     return temp > limit if direction == "above" else temp < limit
 
 
@@ -97,10 +103,28 @@ def _check_readings(readings: pl.DataFrame) -> None:
         raise ValueError(msg)
 
 
-def _coded(readings: pl.DataFrame, caps: Mapping[str, int]) -> pl.DataFrame:
-    """Shipment ids as their position in ``caps``; refuses ids that are not there."""
-    ix = pl.col(SHIPMENT).cast(pl.String).cast(pl.Enum(list(caps)), strict=False).to_physical()
-    coded = readings.select(ix.alias(_IX), pl.col(TS).cast(pl.Int64), pl.col(TEMP).cast(pl.Float64))
+def _keyed(readings: pl.DataFrame, caps: Mapping[str, int]) -> tuple[pl.DataFrame, list[str]]:
+    """``_IX`` (u32 keys from 0), ``TS``, ``TEMP``; and the shipment id of each key.
+
+    A frame grouped by shipment, as stored readings are, is keyed by its runs
+    of equal ids: one comparison per row instead of a hash look-up, and the
+    keys ascend already. Any other frame gets each id's position in ``caps``.
+    ``-0.0`` °C becomes ``0.0``, as in :func:`~coldchain.evaluation.prepare`:
+    polars treats ``x + 0.0`` as ``x``, so zeros are replaced instead. Refuses ids
+    that are not in ``caps``.
+    """
+    sid = pl.col(SHIPMENT).cast(pl.String)
+    temp = pl.col(TEMP).cast(pl.Float64)
+    values = (pl.col(TS).cast(pl.Int64), pl.when(temp == 0.0).then(0.0).otherwise(temp).alias(TEMP))
+    runs = readings.select(sid.rle_id().alias(_IX), *values)
+    if runs.is_empty() or runs.item(-1, _IX) < len(caps):  # no more runs than shipments
+        key = pl.col(_IX)
+        firsts = runs.select((key != key.shift(1)).fill_null(value=True).arg_true()).to_series()
+        names = readings.get_column(SHIPMENT).gather(firsts).cast(pl.String).to_list()
+        if len(set(names)) == len(names) and all(name in caps for name in names):
+            return runs, names
+    ix = sid.cast(pl.Enum(list(caps)), strict=False).to_physical()
+    coded = readings.select(ix.alias(_IX), *values)
     unknown = coded.get_column(_IX).null_count()
     if unknown:
         names = (
@@ -114,127 +138,230 @@ def _coded(readings: pl.DataFrame, caps: Mapping[str, int]) -> pl.DataFrame:
         )
         msg = f"{unknown} readings of shipments with no cap, e.g. {names}"
         raise ValueError(msg)
-    return coded
+    return coded, list(caps)
 
 
-def _sorted_unique(coded: pl.DataFrame, shipments: int) -> pl.DataFrame:
-    """Sorted by (shipment, time), one row per (shipment, time): the lowest temperature.
+def _sorted(coded: pl.DataFrame, shipments: int) -> pl.DataFrame:
+    """``coded`` sorted by (shipment, time); the order of equal keys is left open.
 
-    As :func:`coldchain.evaluation.prepare`. Sorting on one packed integer
-    (shipment in the high bits, time since the first reading in the low ones)
-    is two to three times faster than a three-column sort; duplicates are rare,
-    so the lowest of each is picked among the duplicated rows only.
+    Sorting on one packed integer (shipment in the high bits, time since the
+    first reading in the low ones) is about twice as fast as a two-column sort.
     """
-    if coded.is_empty():
-        return coded
     ts = pl.col(TS)
     t_min: int = coded.get_column(TS).min()  # type: ignore[assignment]  # non-empty i64
     t_max: int = coded.get_column(TS).max()  # type: ignore[assignment]
     time_bits = (t_max - t_min).bit_length()
-    if (
-        time_bits + max(shipments - 1, 1).bit_length() > 62
-    ):  # the packed key must stay a positive i64
-        return coded.sort(_IX, TS, TEMP).filter(
-            ((pl.col(_IX) != pl.col(_IX).shift(1)) | (ts != ts.shift(1))).fill_null(True)
-        )
-    packed = (pl.col(_IX).cast(pl.Int64) * (1 << time_bits) + (ts - t_min)).alias(_KEY)
-    rows = coded.with_columns(packed).sort(_KEY)
-    key = pl.col(_KEY)
-    dup = rows.select(((key == key.shift(1)) | (key == key.shift(-1))).fill_null(False)).to_series()
-    if dup.any():
+    if time_bits + max(shipments - 1, 1).bit_length() > 62:  # too wide for a positive i64
+        return coded.sort(_IX, TS)
+    packed = pl.col(_IX).cast(pl.Int64) * (1 << time_bits) + (ts - t_min)
+    return coded.sort(packed)
+
+
+def _repeats(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Adds ``_REPEAT``: same shipment and time as the row before (rows sorted)."""
+    ix, ts = pl.col(_IX), pl.col(TS)
+    repeat = ((ix == ix.shift(1)) & (ts == ts.shift(1))).fill_null(value=False)
+    return rows.with_columns(repeat.alias(_REPEAT))
+
+
+def _unique(rows: pl.DataFrame) -> pl.DataFrame:
+    """Sorted rows flagged by :func:`_repeats`, one row per (shipment, time): the lowest °C.
+
+    Repeated times are rare, so the lowest of each is found among the
+    repeated rows only and written into the first row of its run.
+    """
+    repeat = rows.get_column(_REPEAT)
+    if repeat.any():
+        involved = (repeat | repeat.shift(-1, fill_value=False)).arg_true()
         lowest = (
-            rows.with_row_index(_ROW)
-            .filter(dup)
-            .sort(_KEY, TEMP)
-            .filter((key != key.shift(1)).fill_null(True))
-            .get_column(_ROW)
+            rows.select(_IX, TS, TEMP)
+            .select(pl.all().gather(involved))
+            .with_columns(involved.alias(_ROW))
+            .group_by(_IX, TS)
+            .agg(pl.col(_ROW).min(), pl.col(TEMP).min())
         )
-        rows = rows.filter((~dup).scatter(lowest, True))
-    return rows.drop(_KEY)
+        temps = rows.get_column(TEMP).scatter(lowest.get_column(_ROW), lowest.get_column(TEMP))
+        rows = rows.with_columns(temps).filter(~repeat)
+    return rows.drop(_REPEAT)
 
 
-def _rows(readings: pl.DataFrame, profile: Profile, caps: Mapping[str, int]) -> pl.DataFrame:
-    """One row per kept reading, sorted by (shipment, time), with hold, gap and limit flags."""
-    gap_ms = round(profile.max_gap_min * MS_PER_MIN)
-    keys = profile.limit_keys()
-    cap_values = pl.Series(_CAP, list(caps.values()), dtype=pl.Int64)
+def _prepared(
+    readings: pl.DataFrame, caps: Mapping[str, int]
+) -> tuple[pl.DataFrame, list[str], float, float]:
+    """:func:`_keyed` rows sorted by (key, time), one row per (key, time); lowest, highest °C.
+
+    Stored readings arrive sorted (the store reads them by shipment and time),
+    so one pass checks it and the sort is skipped.
+    """
+    keyed, sids = _keyed(readings, caps)
+    if keyed.is_empty():
+        return keyed, sids, 0.0, 0.0
+    ix, ts, temp = pl.col(_IX), pl.col(TS), pl.col(TEMP)
+    flagged = _repeats(keyed.lazy())
+    checks = flagged.select(
+        ((ix < ix.shift(1)) | ((ix == ix.shift(1)) & (ts < ts.shift(1)))).any().alias("backwards"),
+        temp.min().alias("low"),
+        temp.max().alias("high"),
+    )
+    rows, checked = pl.collect_all([flagged, checks], engine=_ENGINE)
+    backwards, low, high = checked.row(0)
+    if backwards:
+        rows = _repeats(_sorted(rows.drop(_REPEAT), len(sids)).lazy()).collect(engine=_ENGINE)
+    # Flagged sorted, polars groups by shipment as contiguous slices, not through a hash table.
+    return _unique(rows).with_columns(pl.col(_IX).set_sorted()), sids, low, high
+
+
+def _ranges(rows: pl.DataFrame, caps: pl.Series) -> pl.DataFrame:
+    """Per shipment with readings, in ``_IX`` order: its rows ``[_START, _STOP)`` and ``_CAP``.
+
+    ``caps[ix]`` is the cap of shipment ``ix``.
+    """
+    positions = pl.int_range(len(caps), dtype=pl.UInt32, eager=True)
+    stops = rows.get_column(_IX).search_sorted(positions, side="right")
+    return pl.DataFrame(
+        {_IX: positions, _START: stops.shift(1, fill_value=0), _STOP: stops, _CAP: caps}
+    ).filter(pl.col(_STOP) > pl.col(_START))
+
+
+def _with_spans(rows: pl.DataFrame, ranges: pl.DataFrame, caps: pl.Series) -> pl.DataFrame:
+    """Adds ``_SPAN``: the time from the reading to ``min(next t, cap)`` (the cap after the last).
+
+    With ``bound = min(next t, cap)``, the reference's hold end
+    ``max(t, min(next t or cap, t + max_gap, cap))`` is ``t + clip(span, 0, max_gap)``,
+    and a gap follows exactly when ``span > max_gap``: one integer column serves both.
+    The cap is written into each shipment's last row; it bounds other rows only in a
+    shipment with readings after its cap (a logger clock running ahead).
+    """
     ts = pl.col(TS)
-    same_shipment_as_next = (pl.col(_IX) == pl.col(_IX).shift(-1)).fill_null(value=False)
-    # Same exponent expression as coldchain.mkt.arrhenius_exponent, so max(a) is identical.
-    numerator = -(profile.activation_energy_kj_mol * 1000.0)
-    outs = [_out_name(i) for i in range(len(keys))]
-    both_out = [pl.col(o) & pl.col(o).shift(-1) for o in outs]
+    last_rows = ranges.get_column(_STOP) - 1
+    last_ts = rows.get_column(TS).gather(last_rows)
+    spans = rows.select(ts.shift(-1) - ts).to_series()
+    spans = spans.scatter(last_rows, ranges.get_column(_CAP) - last_ts)
+    rows = rows.with_columns(spans.alias(_SPAN))
+    if (ranges.get_column(_CAP) < last_ts).any():
+        to_cap = pl.lit(caps).gather(pl.col(_IX)) - ts
+        rows = rows.with_columns(pl.min_horizontal(pl.col(_SPAN), to_cap).alias(_SPAN))
+    return rows
+
+
+def _exponent(profile: Profile, temp: pl.Expr) -> pl.Expr:
+    """aᵢ as :func:`coldchain.mkt.arrhenius_exponent`, the same operations in the same order."""
+    return -(profile.activation_energy_kj_mol * 1000.0) / (GAS_CONSTANT_J_MOL_K * (temp + KELVIN))
+
+
+def _hold(profile: Profile) -> pl.Expr:
+    """wᵢ in ms: the reading's hold, from ``_SPAN``."""
+    return pl.col(_SPAN).clip(0, round(profile.max_gap_min * MS_PER_MIN))
+
+
+def _summary(rows: pl.LazyFrame, profile: Profile, reference: float | None) -> pl.LazyFrame:
+    """Per shipment: extremes, coverage and the weighted sum for the mean.
+
+    With a ``reference`` exponent also Σ wᵢ·exp(aᵢ − reference) for MKT; without,
+    max aᵢ (for :func:`_lse`).
+    """
+    temp = pl.col(TEMP)
+    w = _hold(profile)
+    exponent = _exponent(profile, temp)
+    lse = (
+        (w.cast(pl.Float64) * (exponent - reference).exp()).sum()
+        if reference is not None
+        else exponent.max()
+    )
+    return rows.group_by(_IX, maintain_order=True).agg(
+        temp.min().alias("min"),
+        temp.max().alias("max"),
+        w.sum().alias("covered"),
+        (w.cast(pl.Float64) * temp).sum().alias("sum_w"),
+        lse.alias(_LSE),
+    )
+
+
+def _lse(rows: pl.LazyFrame, profile: Profile, tops: pl.Series, *, weighted: bool) -> pl.LazyFrame:
+    """Per shipment Σ wᵢ·exp(aᵢ − max a), or (not ``weighted``) Σ exp(aᵢ − max a) and Σ vᵢ.
+
+    ``tops[ix]`` is max a of shipment ``ix``.
+    """
+    temp = pl.col(TEMP)
+    scaled = (_exponent(profile, temp) - pl.lit(tops).gather(pl.col(_IX))).exp()
+    if weighted:
+        return rows.group_by(_IX, maintain_order=True).agg(
+            (_hold(profile).cast(pl.Float64) * scaled).sum().alias(_LSE)
+        )
+    return rows.group_by(_IX, maintain_order=True).agg(
+        scaled.sum().alias(_LSE), temp.sum().alias("sum_eq")
+    )
+
+
+def _out_rows(rows: pl.DataFrame, keys: tuple[LimitKey, ...]) -> pl.DataFrame:
+    """The rows out of range for some limit, few in a good shipment, with their row number."""
+    temp = pl.col(TEMP)
+    out = pl.any_horizontal(*(_is_out(k, temp) for k in keys))  # a profile has a limit
+    numbers = rows.select(out.arg_true()).to_series().alias(_ROW)
+    return rows.select(pl.all().gather(numbers)).with_columns(numbers)
+
+
+def _episodes(out_rows: pl.LazyFrame, key: LimitKey, gap_ms: int) -> pl.LazyFrame:
+    """Episodes of one limit: shipment, start, end, peak, peak time, count; by shipment, start.
+
+    Among the rows out of range for this limit, a run goes on while the row
+    numbers follow each other within one shipment.
+    """
+    ix, ts, temp, row = pl.col(_IX), pl.col(TS), pl.col(TEMP), pl.col(_ROW)
+    starts = ((row != row.shift(1) + 1) | (ix != ix.shift(1))).fill_null(value=True)
+    above = key[0] == "above"
+    # arg_max/arg_min give the first of equal extremes (the temperature column never carries
+    # a sorted flag here, which would make polars return the last): the first time the peak
+    # is reached, as measure().
+    peak_at = temp.arg_max() if above else temp.arg_min()
     return (
-        _sorted_unique(_coded(readings, caps), len(caps))
-        .lazy()
-        .with_columns(
-            pl.lit(cap_values).gather(pl.col(_IX)).alias(_CAP),
-            (~same_shipment_as_next).alias(_LAST),
-            *(_is_out(key).alias(o) for key, o in zip(keys, outs, strict=True)),
+        out_rows.filter(_is_out(key, temp))
+        .with_columns(starts.cum_sum().set_sorted().alias(_RUN))
+        .group_by(_RUN, maintain_order=True)
+        .agg(
+            ix.first(),
+            ts.first().alias("start"),
+            (ts.last() + pl.col(_SPAN).last().clip(0, gap_ms)).alias("end"),
+            (temp.max() if above else temp.min()).alias("peak"),
+            ts.get(peak_at).alias("peak_ms"),
+            pl.len().alias("n"),
         )
-        .with_columns(
-            pl.when(pl.col(_LAST)).then(pl.col(_CAP)).otherwise(ts.shift(-1)).alias(_BOUND),
-        )
-        .with_columns(
-            pl.max_horizontal(
-                ts, pl.min_horizontal(pl.col(_BOUND), ts + gap_ms, pl.col(_CAP))
-            ).alias(_END),
-        )
-        .with_columns(
-            (pl.col(_END) - ts).alias(_W),
-            (numerator / (GAS_CONSTANT_J_MOL_K * (pl.col(TEMP) + KELVIN))).alias(_EXP),
-            ((pl.col(_END) < pl.col(_BOUND)) & (pl.col(_END) == ts + gap_ms)).alias(_GAP),
-            (
-                ~pl.col(_LAST) & pl.any_horizontal(*both_out) if both_out else pl.lit(value=False)
-            ).alias(_COUNTED),
-        )
-        .collect(engine=_ENGINE)
+        .drop(_RUN)
     )
 
 
-def _summary(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """Per shipment: counts, extremes, coverage and the mean/MKT pieces (both weightings)."""
-    w = pl.col(_W).cast(pl.Float64)
-    scaled = (pl.col(_EXP) - pl.col(_EXP).max()).exp()
-    return rows.group_by(_IX).agg(
-        pl.len().alias("n"),
-        pl.col(TS).first().alias("first"),
-        pl.col(TS).last().alias("last"),
-        pl.col(TEMP).min().alias("min"),
-        pl.col(TEMP).max().alias("max"),
-        pl.col(_W).sum().alias("covered"),
-        pl.col(_EXP).max().alias("top"),
-        (w * scaled).sum().alias("lse_w"),
-        scaled.sum().alias("lse_eq"),
-        (w * pl.col(TEMP)).sum().alias("sum_w"),
-        pl.col(TEMP).sum().alias("sum_eq"),
+def _gaps(rows: pl.DataFrame, keys: tuple[LimitKey, ...], gap_ms: int) -> pl.DataFrame:
+    """Gaps: shipment, start, end, counted (both bounding readings out for some limit)."""
+    found = rows.select((pl.col(_SPAN) > gap_ms).arg_true()).to_series()
+    following = found + 1
+    there = rows.select(_IX, TEMP)[following.clip(upper_bound=max(rows.height - 1, 0))]
+    same = (following < rows.height) & (rows.get_column(_IX).gather(found) == there.get_column(_IX))
+    ts, temp, after = pl.col(TS), pl.col(TEMP), pl.col(_AFTER)
+    both_out = [_is_out(key, temp) & _is_out(key, after) for key in keys]
+    counted = pl.col(_SAME) & pl.any_horizontal(*both_out)
+    return (
+        rows[found]
+        .with_columns(there.get_column(TEMP).alias(_AFTER), same.alias(_SAME))
+        .select(_IX, (ts + gap_ms).alias("start"), (ts + pl.col(_SPAN)).alias("end"), counted)
     )
 
 
-def _episodes(rows: pl.LazyFrame, keys: tuple[LimitKey, ...]) -> pl.LazyFrame:
-    """Every episode of every limit: key index, shipment, start, end, peak, peak time, count."""
-    starts_run = (pl.col(_IX) != pl.col(_IX).shift(1)).fill_null(value=True)
-    parts: list[pl.LazyFrame] = []
-    for k, (direction, _) in enumerate(keys):
-        out = pl.col(_out_name(k))
-        changed = starts_run | (out != out.shift(1)).fill_null(value=True)
-        peak = pl.col(TEMP).max() if direction == "above" else pl.col(TEMP).min()
-        parts.append(
-            rows.with_columns(changed.cum_sum().alias(_RUN))
-            .filter(out)
-            .group_by(_RUN)
-            .agg(
-                pl.col(_IX).first(),
-                pl.col(TS).first().alias("start"),
-                pl.col(_END).last().alias("end"),
-                peak.alias("peak"),
-                # Rows are in time order: the first time the peak is reached, as measure().
-                pl.col(TS).filter(pl.col(TEMP) == peak).first().alias("peak_ms"),
-                pl.len().alias("n"),
-            )
-            .select(pl.lit(k, dtype=pl.UInt32).alias(_KEY), pl.exclude(_RUN))
-        )
-    return pl.concat(parts).sort(_KEY, _IX, "start")
+def _by_shipment(frame: pl.DataFrame, make: Callable[..., _T]) -> dict[int, tuple[_T, ...]]:
+    """``make(*row)`` for each row of ``frame`` after ``_IX`` (sorted by it), by shipment."""
+    items = list(map(make, *(frame.get_column(c).to_list() for c in frame.columns[1:])))
+    found: dict[int, tuple[_T, ...]] = {}
+    at = 0
+    for count, ix in frame.get_column(_IX).rle().struct.unnest().iter_rows():
+        found[ix] = tuple(items[at : at + count])
+        at += count
+    return found
+
+
+MAX_EXPONENT_SPREAD: Final = 600.0
+"""Largest max a − min a over a frame for which Σ wᵢ·exp(aᵢ − max a) is summed against
+one reference for all shipments, then rescaled to each shipment's own max a:
+exp(−600) ≈ 1e−261 is still a normal double, so no term loses precision. Physical
+temperatures are far inside it (−196 °C to +100 °C at 83 kJ/mol span about 103)."""
 
 
 def measure_frame(
@@ -245,7 +372,9 @@ def measure_frame(
     ``readings`` has columns ``shipment_id`` (str), ``ts_ms`` (int, epoch ms
     UTC) and ``temp_c`` (float, °C, finite), in any order, duplicates allowed
     (one reading per shipment and time is kept, the lowest, as
-    :func:`~coldchain.evaluation.prepare`). ``caps[shipment_id]`` ends the last
+    :func:`~coldchain.evaluation.prepare`). Fastest when rows come grouped by
+    shipment in the order of ``caps`` and by time within a shipment, as stored
+    readings do: then nothing is sorted. ``caps[shipment_id]`` ends the last
     reading's hold (epoch ms: delivery, or the evaluation time while open;
     SPEC §4.2). The result has one entry per shipment of ``caps``, in its
     order; a shipment with no readings gets ``measure([], ...)``.
@@ -255,47 +384,82 @@ def measure_frame(
     """
     _check_readings(readings)
     keys = profile.limit_keys()
-    sids = list(caps)
-    rows = _rows(readings, profile, caps).lazy()
-    summary, episodes, gaps = pl.collect_all(
-        [
-            _summary(rows),
-            _episodes(rows, keys),
-            rows.filter(pl.col(_GAP)).select(_IX, _END, _BOUND, _COUNTED),
-        ],
-        engine=_ENGINE,
+    gap_ms = round(profile.max_gap_min * MS_PER_MIN)
+    energy = profile.activation_energy_kj_mol
+    prepared, sids, low, high = _prepared(readings, caps)
+    cap_by_ix = pl.Series(values=[caps[sid] for sid in sids], dtype=pl.Int64)
+    ranges = _ranges(prepared, cap_by_ix)
+    frame = _with_spans(prepared, ranges, cap_by_ix)
+    rows = frame.lazy()
+    # One reference exponent for the whole frame when that loses nothing (see
+    # MAX_EXPONENT_SPREAD); a increases with the temperature above absolute zero.
+    reference = None
+    if low > -KELVIN:
+        top = arrhenius_exponent(high, energy)
+        if top - arrhenius_exponent(low, energy) <= MAX_EXPONENT_SPREAD:
+            reference = top
+    out_rows = _out_rows(frame, keys).lazy()
+    summary = _summary(rows, profile, reference).collect(engine=_SUMMARY_ENGINE)
+    episode_frames = pl.collect_all(
+        [_episodes(out_rows, key, gap_ms) for key in keys], engine=_ENGINE
     )
+    ixs = summary.get_column(_IX)
+    if reference is not None:
+        # max a from max v: a increases with v, so this is max(aᵢ) bit for bit.
+        tops = [arrhenius_exponent(v, energy) for v in summary.get_column("max").to_list()]
+        sums = summary.get_column(_LSE).to_list()
+        lse_w = [s * math.exp(reference - top) for s, top in zip(sums, tops, strict=True)]
+    else:
+        tops = summary.get_column(_LSE).to_list()
+        by_ix = pl.zeros(len(sids), dtype=pl.Float64, eager=True).scatter(ixs, tops)
+        second = _lse(rows, profile, by_ix, weighted=True).collect(engine=_ENGINE)
+        lse_w = second.get_column(_LSE).to_list()
+    # Shipments whose every reading holds for zero time are weighed equally, as measure() does.
+    unweighted: dict[int, tuple[float, float]] = {}
+    zero = summary.filter(pl.col("covered") == 0).get_column(_IX)
+    if len(zero):
+        by_ix = pl.zeros(len(sids), dtype=pl.Float64, eager=True).scatter(ixs, tops)
+        part = rows.filter(pl.col(_IX).is_in(zero.implode()))
+        equal = _lse(part, profile, by_ix, weighted=False).collect(engine=_ENGINE)
+        unweighted = {ix: (lse, mean) for ix, lse, mean in equal.iter_rows()}
 
-    found_eps: defaultdict[tuple[int, int], list[Episode]] = defaultdict(list)
-    for k, ix, start, end, peak, peak_ms, n in episodes.iter_rows():
-        found_eps[ix, k].append(Episode(start, end, peak, peak_ms, n))
-    found_gaps: dict[int, list[Gap]] = {}
-    for ix, start, end, counted in gaps.iter_rows():
-        found_gaps.setdefault(ix, []).append(Gap(start, end, counted))
-
+    episodes = [_by_shipment(f, Episode) for f in episode_frames]
+    found_gaps = _by_shipment(_gaps(frame, keys, gap_ms), Gap)
+    ts = frame.get_column(TS)
     result: dict[str, Measures] = {}
-    for row in summary.iter_rows(named=True):
-        ix = row[_IX]
-        covered: int = row["covered"]
-        weighted = covered > 0
+    for ix, n, first, last, low_c, high_c, covered, sum_w, top, lse_weighted in zip(
+        ixs.to_list(),
+        (ranges.get_column(_STOP) - ranges.get_column(_START)).to_list(),
+        ts.gather(ranges.get_column(_START)).to_list(),
+        ts.gather(ranges.get_column(_STOP) - 1).to_list(),
+        summary.get_column("min").to_list(),
+        summary.get_column("max").to_list(),
+        summary.get_column("covered").to_list(),
+        summary.get_column("sum_w").to_list(),
+        tops,
+        lse_w,
+        strict=True,
+    ):
+        weight_sum, weighted_sum, lse = float(covered), sum_w, lse_weighted
+        if not covered:
+            (lse, weighted_sum), weight_sum = unweighted[ix], float(n)
         result[sids[ix]] = Measures(
-            readings=row["n"],
-            first_ms=row["first"],
-            last_ms=row["last"],
-            min_c=row["min"],
-            max_c=row["max"],
+            readings=n,
+            first_ms=first,
+            last_ms=last,
+            min_c=low_c,
+            max_c=high_c,
             covered_ms=covered,
-            # Every reading holding for zero time: weighed equally, as measure() does.
-            weighted_sum_c=row["sum_w"] if weighted else row["sum_eq"],
-            lse_max=row["top"],
-            lse_sum=row["lse_w"] if weighted else row["lse_eq"],
-            weight_sum=float(covered) if weighted else float(row["n"]),
-            episodes={key: tuple(found_eps.get((ix, k), ())) for k, key in enumerate(keys)},
-            gaps=tuple(found_gaps.get(ix, ())),
+            weighted_sum_c=weighted_sum,
+            lse_max=top,
+            lse_sum=lse,
+            weight_sum=weight_sum,
+            episodes={key: eps.get(ix, ()) for key, eps in zip(keys, episodes, strict=True)},
+            gaps=found_gaps.get(ix, ()),
         )
     return {
-        sid: result[sid] if sid in result else measure([], profile, cap_ms=caps[sid])
-        for sid in sids
+        sid: result[sid] if sid in result else measure([], profile, cap_ms=cap)
+        for sid, cap in caps.items()
     }
 
 

@@ -36,14 +36,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 shipment_app = typer.Typer(help="Register, list, show and close shipments.", no_args_is_help=True)
-alerts_app = typer.Typer(help="List alerts.", no_args_is_help=True)
+alerts_app = typer.Typer(help="List, show, acknowledge and resolve alerts.", no_args_is_help=True)
 dead_app = typer.Typer(help="Inspect rejected messages (dead letters).", no_args_is_help=True)
 app.add_typer(shipment_app, name="shipment")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dead_app, name="dead-letters")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error message is one line, never wrapped
 
 ConfigOpt = Annotated[
     Path | None,
@@ -367,21 +367,144 @@ def alerts_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List alerts (SPEC §6), oldest first."""
+    """List alerts (SPEC §6), oldest first, with acknowledgement and delivery per channel.
+
+    --json gives each alert's §6 fields plus `acknowledgement`, `resolution`,
+    `escalations` and `deliveries` (status, attempts and history per channel).
+    """
     ctx = _ctx(config)
     try:
-        alerts = ctx.store.list_alerts(shipment_id=shipment, state=state)
+        records = ctx.alerting.records(shipment_id=shipment, state=state)
     except ColdchainError as exc:
         _fail(exc)
     finally:
         ctx.close()
     if as_json:
-        _print_json([a.to_json() for a in alerts])
+        _print_json(records)
         return
-    table = Table("id", "shipment", "type", "severity", "rule", "triggered", "state")
-    for a in alerts:
-        table.add_row(a.id, a.shipment_id, a.type, a.severity, a.rule, iso(a.triggered_ms), a.state)
+    table = Table("id", "shipment", "type", "severity", "triggered", "state", "deliveries")
+    for r in records:
+        state_text = r["state"]
+        if r["acknowledgement"]:
+            state_text += f" ({r['acknowledgement']['by']})"
+        if r["escalations"]:
+            state_text += f", escalated ×{len(r['escalations'])}"
+        table.add_row(
+            r["id"],
+            r["shipment_id"],
+            r["type"],
+            r["severity"],
+            r["triggered_at"],
+            state_text,
+            _deliveries_text(r["deliveries"]),
+        )
     out.print(table)
+
+
+_DELIVERY_MARK = {"delivered": "✓", "pending": "…", "failed": "✗", "held": "⏸", "digested": "Σ"}
+
+
+def _deliveries_text(deliveries: list[dict[str, Any]]) -> str:
+    parts = []
+    for d in deliveries:
+        mark = _DELIVERY_MARK.get(d["status"], "?")
+        retries = f" ({d['attempts']} tries)" if d["attempts"] > 1 else ""
+        event = "" if d["event"] == "raised" else f" {d['event']}"
+        parts.append(f"{d['channel']}{event} {mark}{retries}")
+    return ", ".join(parts)
+
+
+@alerts_app.command("show")
+def alerts_show(
+    alert_id: Annotated[str, typer.Argument(metavar="ID", help="Alert id, e.g. AL-3f2a….")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one alert: message, lifecycle, escalations and every delivery attempt."""
+    ctx = _ctx(config)
+    try:
+        alert = ctx.store.get_alert(alert_id)
+        (record,) = ctx.alerting.records(shipment_id=alert.shipment_id, alert_ids={alert_id})
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json(record)
+        return
+    out.print(f"[bold]{record['id']}[/] {record['severity']} {record['type']}: {record['state']}")
+    out.print(record["message"], highlight=False)
+    for key in ("acknowledgement", "resolution"):
+        if record[key]:
+            item = record[key]
+            out.print(f"{key}: {item['by']} at {item['at']}: {item['comment']}", highlight=False)
+    for e in record["escalations"]:
+        out.print(f"escalated to {e['route']} (level {e['level']}) at {e['at']}")
+    for d in record["deliveries"]:
+        out.print(f"{d['event']} → {d['channel']} (route {d['route']}): {d['status']}")
+        for h in d["history"]:
+            result = "ok" if h["ok"] else h["error"]
+            out.print(
+                f"    #{h['attempt']} {h['at']} {h['elapsed_ms']} ms: {result}", highlight=False
+            )
+
+
+ByOpt = Annotated[str, typer.Option("--by", help="Who you are (name or user id), for the audit.")]
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(metavar="ID", help="Alert id, e.g. AL-3f2a….")],
+    by: ByOpt,
+    comment: Annotated[str, typer.Option(help="What you are doing about it.")] = "",
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Acknowledge an alert: "I have it". Stops its escalation (SPEC §6).
+
+    Example:
+
+      coldchain alerts ack AL-3f2a9c0d1e2b4a5f --by "J. Tan" --comment "courier re-icing at SIN"
+    """
+    ctx = _ctx(config)
+    try:
+        status = ctx.alerting.acknowledge(
+            alert_id, by=by, comment=comment, now_ms=ctx.clock.now_ms()
+        )
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json({"id": alert_id, **status.to_json()})
+    else:
+        out.print(f"acknowledged [bold]{alert_id}[/] by {by}: now {status.state}")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    alert_id: Annotated[str, typer.Argument(metavar="ID", help="Alert id, e.g. AL-3f2a….")],
+    by: ByOpt,
+    comment: Annotated[str, typer.Option(help="Why it is closed (required).")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Close an alert, with a comment saying why (SPEC §6); it is audited.
+
+    Alerts whose condition clears (temperature back in range, battery replaced)
+    are resolved by coldchain itself.
+    """
+    ctx = _ctx(config)
+    try:
+        status = ctx.alerting.resolve(alert_id, by=by, comment=comment, now_ms=ctx.clock.now_ms())
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json({"id": alert_id, **status.to_json()})
+    else:
+        out.print(f"resolved [bold]{alert_id}[/] by {by}")
 
 
 @dead_app.command("list")
@@ -534,6 +657,13 @@ def serve(
         _fail(exc)
     finally:
         ctx.close()
+
+
+# Dossier, verify, disposition, custody, customs, signer, audit and `shipment set` live in
+# their own module; importing it registers them on `app` (it imports from this one).
+from coldchain import cli_qa  # noqa: E402
+
+__all__ = ["app", "cli_qa", "main"]
 
 
 def main() -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coldchain.errors import ConfigError
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, ProfileSet, load_profiles
+from coldchain.routing import SHIPPED_ALERT_ROUTES, AlertRouting, load_routing
 from coldchain.topics import DEFAULT_PREFIX
 
 DEFAULT_STORE_URL = "sqlite:///var/coldchain.db"
@@ -28,10 +29,13 @@ DEFAULT_CLOCK_SKEW_MIN = 5.0
 DEFAULT_BATTERY_LOW_PCT = 15.0
 DEFAULT_BATCH_MAX = 5000
 DEFAULT_BATCH_WAIT_MS = 20
+IngestMode = Literal["process", "thread"]
+DEFAULT_INGEST_MODE: IngestMode = "process"
 DEFAULT_SENSOR_FAULT_REPEAT = 3
 DEFAULT_SENSOR_TOLERANCE_C = 2.0
 DEFAULT_SIGNING_KEY = Path("var/keys/dossier-ed25519.pem")
 DEFAULT_DISPLAY_TIMEZONE = "UTC"
+DEFAULT_ESCALATION_CHECK_S = 30.0
 
 
 class _Frozen(BaseModel):
@@ -52,6 +56,13 @@ class BrokerSettings(_Frozen):
 class IngestSettings(_Frozen):
     batch_max: int = Field(default=DEFAULT_BATCH_MAX, ge=1)
     batch_wait_ms: int = Field(default=DEFAULT_BATCH_WAIT_MS, ge=0)
+    mode: IngestMode = Field(
+        default=DEFAULT_INGEST_MODE,
+        description=(
+            "process: decode, store and evaluate in a child process, so that paho's "
+            "network thread has its interpreter to itself; thread: in a thread beside it"
+        ),
+    )
 
 
 class HealthSettings(_Frozen):
@@ -92,6 +103,21 @@ class DossierSettings(_Frozen):
         return value
 
 
+class AlertSettings(_Frozen):
+    """Alert routing and notification content (SPEC §6)."""
+
+    routes: Path = Field(
+        default=SHIPPED_ALERT_ROUTES,
+        description="routing file; relative paths are read from the config file's folder",
+    )
+    api_base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+",
+        description="e.g. https://coldchain.example.com; notifications then carry a link",
+    )
+    escalation_check_s: float = Field(default=DEFAULT_ESCALATION_CHECK_S, gt=0)
+
+
 class Settings(_Frozen):
     """The validated configuration of one coldchain process."""
 
@@ -101,10 +127,17 @@ class Settings(_Frozen):
     health: HealthSettings = HealthSettings()
     products: ProductSettings = ProductSettings()
     dossier: DossierSettings = DossierSettings()
+    alerts: AlertSettings = AlertSettings()
     source: str = "defaults"
 
     def load_profiles(self) -> ProfileSet:
         return load_profiles(SHIPPED_PRODUCTS_DIR, *self.products.dirs)
+
+    def load_routing(
+        self, *, products: Collection[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> AlertRouting:
+        """The validated ``[alerts] routes`` file (secrets from ``environ``)."""
+        return load_routing(self.alerts.routes, environ=environ, products=products)
 
 
 def _set(data: dict[str, Any], section: str, key: str, value: Any) -> None:
@@ -129,6 +162,10 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
         source = str(path)
+        alerts = data.get("alerts")
+        if isinstance(alerts, dict) and isinstance(alerts.get("routes"), str):
+            # like `include`: a relative routing file sits beside the config file
+            alerts["routes"] = str(path.parent / alerts["routes"])
     if env.get("COLDCHAIN_STORE"):
         _set(data, "store", "url", env["COLDCHAIN_STORE"])
     if env.get("COLDCHAIN_BROKER"):

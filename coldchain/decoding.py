@@ -7,10 +7,12 @@ message becomes a :class:`Reject` and the rest is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
 from pydantic import (
@@ -20,8 +22,10 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    TypeAdapter,
     ValidationError,
 )
+from typing_extensions import TypedDict  # pydantic refuses typing's on Python < 3.12
 
 from coldchain.errors import DecodeError
 from coldchain.models import Decoded, Reading, Reject
@@ -41,17 +45,61 @@ Number = StrictFloat
 """Strict: JSON numbers only (ints accepted), never strings or booleans."""
 
 
-class _ReadingIn(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class _ReadingIn(TypedDict):
+    """One native reading as validated; keys not listed are ignored.
+
+    A TypedDict rather than a model: validating into plain dicts costs less
+    than half as much per reading (0.20 against 0.54 µs in a 100-pack).
+    """
 
     ts: Any  # str or epoch seconds; parse_ts_ms says what is wrong with anything else
     temp_c: Number
-    seq: Annotated[StrictInt, Field(ge=0)] | None = None
-    rh_pct: Annotated[Number, Field(ge=0, le=100)] | None = None
-    lat: Annotated[Number, Field(ge=-90, le=90)] | None = None
-    lon: Annotated[Number, Field(ge=-180, le=180)] | None = None
-    light: Number | None = None
-    shock_g: Annotated[Number, Field(ge=0)] | None = None
+    seq: NotRequired[Annotated[StrictInt, Field(ge=0)] | None]
+    rh_pct: NotRequired[Annotated[Number, Field(ge=0, le=100)] | None]
+    lat: NotRequired[Annotated[Number, Field(ge=-90, le=90)] | None]
+    lon: NotRequired[Annotated[Number, Field(ge=-180, le=180)] | None]
+    light: NotRequired[Number | None]
+    shock_g: NotRequired[Annotated[Number, Field(ge=0)] | None]
+
+
+_READING_IN = TypeAdapter(_ReadingIn)
+_READINGS_IN = TypeAdapter(list[_ReadingIn])
+"""A pack is validated in one call (one per reading costs twice as much); only
+when that fails is each reading validated alone, to say which one and why."""
+
+
+def _reading_constructor() -> Callable[..., Reading]:
+    """A constructor for :class:`Reading` that skips the frozen ``__init__``.
+
+    A frozen dataclass sets each field through ``object.__setattr__``: 1.1 µs
+    per reading, a fifth of what decoding a pack costs. An unfrozen twin with
+    the same fields and slots builds the instance in 0.26 µs, and the instance
+    then becomes a genuine (frozen) ``Reading``. The twin is built from
+    ``Reading``'s own fields, so it cannot drift; should the layouts ever
+    differ, the class assignment fails here, at import, and the plain
+    constructor is used.
+    """
+    twin = dataclasses.make_dataclass(
+        "_ReadingTwin",
+        [(f.name, f.type, f) for f in dataclasses.fields(Reading)],
+        slots=True,
+    )
+
+    def build(**fields: Any) -> Reading:
+        reading = twin(**fields)
+        reading.__class__ = Reading
+        return reading  # type: ignore[no-any-return]  # the class was just set
+
+    try:
+        probe = build(logger_id="probe", ts_ms=0, temp_c=0.0)
+    except TypeError:  # pragma: no cover - only if Reading gains a __dict__ or a base
+        return Reading
+    if probe != Reading(logger_id="probe", ts_ms=0, temp_c=0.0):  # pragma: no cover - same guard
+        return Reading
+    return build
+
+
+_new_reading = _reading_constructor()
 
 
 class StatusIn(BaseModel):
@@ -82,26 +130,24 @@ def parse_ts_ms(value: object, *, field: str = "ts") -> int:
 
     A timestamp without a zone is refused (SPEC §3.1).
     """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, str):  # the common case first: one cheap check
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise DecodeError(f"{field}: {value!r} is not an RFC 3339 timestamp") from None
+        if dt.tzinfo is None:
+            raise DecodeError(
+                f"{field}: {value!r} has no time zone; send RFC 3339 with 'Z' or an offset"
+            )
+        return round(dt.timestamp() * 1000)
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise DecodeError(
             f"{field}: expected RFC 3339 text or epoch seconds, got {type(value).__name__} "
             f"{value!r}"
         )
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise DecodeError(
-                f"{field}: epoch seconds must be a finite number >= 0 (got {value!r})"
-            )
-        return round(value * 1000)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise DecodeError(f"{field}: {value!r} is not an RFC 3339 timestamp") from None
-    if dt.tzinfo is None:
-        raise DecodeError(
-            f"{field}: {value!r} has no time zone; send RFC 3339 with 'Z' or an offset"
-        )
-    return round(dt.timestamp() * 1000)
+    if not math.isfinite(value) or value < 0:
+        raise DecodeError(f"{field}: epoch seconds must be a finite number >= 0 (got {value!r})")
+    return round(value * 1000)
 
 
 def _check_temp(temp_c: float, *, field: str) -> None:
@@ -162,10 +208,18 @@ def _decode_native(doc: dict[str, Any], *, logger_id: str, topic: str, received_
         where_fmt = ""
     readings: list[Reading] = []
     rejects: list[Reject] = []
+    try:
+        valid: list[_ReadingIn] | None = _READINGS_IN.validate_python(items)
+    except ValidationError:
+        valid = None
     for index, item in enumerate(items):
-        where = where_fmt.format(index)
+        # The fast path takes what is valid; whatever it refuses goes through the
+        # careful path, which names the reading and the reason.
+        reading = None if valid is None else _fast_reading(valid[index], logger_id, received_ms)
         try:
-            readings.append(_native_reading(item, where, logger_id, received_ms))
+            readings.append(
+                reading or _native_reading(item, where_fmt.format(index), logger_id, received_ms)
+            )
         except DecodeError as exc:
             if len(items) == 1:
                 raise
@@ -182,27 +236,52 @@ def _raw(item: Any) -> bytes:
     return json.dumps(item, default=repr, ensure_ascii=False).encode()
 
 
+def _fast_reading(r: _ReadingIn, logger_id: str, received_ms: int) -> Reading | None:
+    """The reading from a validated item; None when its time or value is refused."""
+    try:
+        ts_ms = parse_ts_ms(r["ts"])
+    except DecodeError:
+        return None
+    temp = float(r["temp_c"])
+    if not MIN_TEMP_C <= temp <= MAX_TEMP_C:  # also refuses NaN and infinities
+        return None
+    return _new_reading(
+        logger_id=logger_id,
+        ts_ms=ts_ms,
+        temp_c=temp,
+        seq=r.get("seq"),
+        raw_temp_c=temp,
+        rh_pct=r.get("rh_pct"),
+        lat=r.get("lat"),
+        lon=r.get("lon"),
+        light=r.get("light"),
+        shock_g=r.get("shock_g"),
+        received_ms=received_ms,
+    )
+
+
 def _native_reading(item: Any, where: str, logger_id: str, received_ms: int) -> Reading:
+    """One reading, validated alone; DecodeError names ``where`` it is and what is wrong."""
     if not isinstance(item, dict):
         raise DecodeError(f"{where.rstrip('.') or 'payload'}: a reading must be a JSON object")
     try:
-        r = _ReadingIn.model_validate(item)
+        r = _READING_IN.validate_python(item)
     except ValidationError as exc:
         raise DecodeError(_describe(exc, where=where)) from None
-    ts_ms = parse_ts_ms(r.ts, field=f"{where}ts")
-    temp = float(r.temp_c)
+    ts_ms = parse_ts_ms(r["ts"], field=f"{where}ts")
+    temp = float(r["temp_c"])
     _check_temp(temp, field=f"{where}temp_c")
     return Reading(
         logger_id=logger_id,
         ts_ms=ts_ms,
         temp_c=temp,
-        seq=r.seq,
+        seq=r.get("seq"),
         raw_temp_c=temp,
-        rh_pct=r.rh_pct,
-        lat=r.lat,
-        lon=r.lon,
-        light=r.light,
-        shock_g=r.shock_g,
+        rh_pct=r.get("rh_pct"),
+        lat=r.get("lat"),
+        lon=r.get("lon"),
+        light=r.get("light"),
+        shock_g=r.get("shock_g"),
         received_ms=received_ms,
     )
 

@@ -1,16 +1,21 @@
 """``coldchain demo``: the whole pipeline on one machine, with a simulated APAC fleet.
 
 Embedded broker (or ``COLDCHAIN_BROKER``) → MQTT subscriber → writer →
-pipeline → SQLite, with alerts to the log, the MQTT alert topic and the
-screen; the fleet replays days of shipments in under a minute; then every
-shipment is delivered, evaluated in batch and summarised.
+pipeline → SQLite, with alerts on the screen and, through the outbox, to the
+channels of ``[alerts] routes`` (shipped: the log and the MQTT alert topic; a
+webhook or e-mail if you configure one); the fleet replays days of shipments
+in under a minute; then every shipment is delivered, evaluated in batch and
+summarised, with what each alert channel delivered.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 
 import orjson
 from rich.console import Console
@@ -19,12 +24,15 @@ from rich.table import Table
 
 from coldchain.alerts import Alert
 from coldchain.clock import SystemClock
-from coldchain.config import load_settings
+from coldchain.config import Settings, load_settings
 from coldchain.errors import ColdchainError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, ms_to_dt
+from coldchain.mqtt import MqttVersion, Subscriber
+from coldchain.profiles import ProfileSet
 from coldchain.runtime import Runtime
 from coldchain.service import evaluate_shipments
-from coldchain.store import open_store
+from coldchain.store import Store, open_store
+from coldchain.topics import alerts_topic
 from simulators.fleet import build_fleet
 from simulators.publish import publish
 
@@ -34,6 +42,8 @@ class DemoMismatchError(ColdchainError):
 
 
 DEMO_SILENCE_MIN = 0.25
+ALERT_DRAIN_S = 10.0
+"""How long the demo waits at the end for alert notifications still being sent."""
 
 FLEET_DAYS_BACK = 5
 """The fleet's device time starts this many days ago, so no reading is in the future."""
@@ -89,7 +99,10 @@ def run_demo(
         console.print(f"[{style}]ALERT {alert.severity:8}[/] {alert.message}", highlight=False)
 
     console.rule("coldchain demo")
-    with Runtime(settings, store, profiles, clock=clock, extra_sinks=(show,)) as rt:
+    with (
+        Runtime(settings, store, profiles, clock=clock, extra_sinks=(show,)) as rt,
+        _AlertTopicWatch(rt) as heard,
+    ):
         where = "embedded broker" if rt.embedded is not None else "broker"
         console.print(
             f"{where} {rt.broker_url} · store {db} · {len(fleet.plans)} shipments, "
@@ -107,7 +120,7 @@ def run_demo(
             task = progress.add_task("publishing", total=len(fleet.messages), stats="")
 
             def on_progress(done: int, total: int) -> None:
-                c = rt.pipeline.counters
+                c = rt.writer.counters
                 progress.update(
                     task,
                     completed=done,
@@ -128,8 +141,11 @@ def run_demo(
             _wait_for(rt, len(fleet.messages))
             on_progress(len(fleet.messages), len(fleet.messages))
         for plan in fleet.plans:
-            rt.pipeline.deliver(plan.shipment_id, end_ms=dt_to_ms(plan.end))
-        counters = rt.pipeline.counters
+            rt.writer.deliver(plan.shipment_id, end_ms=dt_to_ms(plan.end))
+        counters = rt.writer.counters
+        if rt.dispatcher is not None:
+            rt.dispatcher.drain(ALERT_DRAIN_S)
+        heard.wait_for(len(store.list_deliveries(status="delivered")), ALERT_DRAIN_S)
 
     now = clock.now_ms()
     shipped = [store.get_shipment(p.shipment_id) for p in fleet.plans]
@@ -179,13 +195,108 @@ def run_demo(
         f"{counters.duplicates} duplicates ignored · {counters.rejected} rejected "
         f"(kept in dead letters: `coldchain dead-letters list`) · {counters.alerts} alerts"
     )
+    console.print(_deliveries_line(store, heard), highlight=False)
     console.print(f"evaluations written to {out_dir}/ · database {db} · at {iso(now)}")
+    _write_dossiers(
+        store,
+        profiles,
+        settings=settings,
+        shipment_ids=[p.shipment_id for p in fleet.plans],
+        workdir=workdir,
+        now=now,
+        console=console,
+    )
     console.print(
         f"try: COLDCHAIN_STORE=sqlite:///{db} coldchain evaluate {fleet.plans[0].shipment_id}"
     )
     store.close()
     if mismatches:
         raise DemoMismatchError("verdicts differ from the scenarios': " + "; ".join(mismatches))
+
+
+def _write_dossiers(
+    store: Store,
+    profiles: ProfileSet,
+    *,
+    settings: Settings,
+    shipment_ids: list[str],
+    workdir: Path,
+    now: int,
+    console: Console,
+) -> None:
+    """A signed dossier ZIP per delivered shipment (SPEC §7), and where they are."""
+    from coldchain.dossier.demo import write_demo_dossiers  # noqa: PLC0415 - reportlab loads slowly
+    from coldchain.signing import created_message, load_or_create_key  # noqa: PLC0415
+
+    key = load_or_create_key(settings.dossier.signing_key)
+    if key.created:
+        console.print(created_message(key), highlight=False, markup=False)
+    paths = write_demo_dossiers(
+        store,
+        profiles,
+        shipment_ids,
+        workdir / "dossiers",
+        key=key,
+        now_ms=now,
+        zone=settings.dossier.display_timezone,
+    )
+    console.print(
+        f"dossiers written to {workdir / 'dossiers'}/ ({len(paths)} signed ZIPs: PDF, readings, "
+        f"EPCIS, customs) · check one: coldchain verify {paths[0]}",
+        highlight=False,
+    )
+
+
+class _AlertTopicWatch:
+    """An independent subscriber on the alert topic: shows that the MQTT channel delivers."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.topic = alerts_topic("+", prefix=rt.settings.broker.topic_prefix)
+        self.count = 0
+        self._cond = threading.Condition()
+        self._sub = Subscriber(
+            url=rt.broker_url,
+            client_id="coldchain-demo-alert-watch",
+            topics=[self.topic],
+            on_message=self._on_message,
+            session_expiry_s=60,
+            protocol=MqttVersion.V311 if rt.embedded is not None else MqttVersion.V5,
+        )
+
+    def _on_message(self, topic: str, payload: bytes, received_ms: int) -> None:
+        with self._cond:
+            self.count += 1
+            self._cond.notify_all()
+
+    def wait_for(self, at_least: int, timeout_s: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.count >= at_least, timeout_s)
+
+    def __enter__(self) -> _AlertTopicWatch:
+        self._sub.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._sub.stop()
+
+
+def _deliveries_line(store: Store, heard: _AlertTopicWatch) -> str:
+    """What each alert channel did, from the outbox (``coldchain alerts list`` for each)."""
+    by_channel: dict[str, Counter[str]] = {}
+    for d in store.list_deliveries():
+        by_channel.setdefault(d.channel, Counter())[d.status] += 1
+    parts = []
+    for channel, counts in sorted(by_channel.items()):
+        text = f"{channel} " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if channel == "mqtt":
+            text += f" ({heard.count} heard on {heard.topic})"
+        parts.append(text)
+    return "alert notifications: " + (" · ".join(parts) or "none") + " · `coldchain alerts list`"
 
 
 def _wait_for(rt: Runtime, expected: int, timeout_s: float = 60.0) -> None:

@@ -14,7 +14,12 @@ boundary with ``raise X from exc``.
     ├── StoreError             the store failed or holds inconsistent data
     │   └── NotFoundError      a shipment, logger or alert id does not exist
     ├── ShipmentError          a shipment cannot be created or changed as asked
-    └── BrokerError            the MQTT broker cannot be reached or refused us
+    ├── AlertError             an alert cannot change state as asked (e.g. ack a resolved one)
+    ├── DeliveryError          an alert channel could not deliver (transient: retried later)
+    ├── BrokerError            the MQTT broker cannot be reached or refused us
+    ├── IngestError            the ingest process failed to start, or died; messages may need replay
+    ├── SigningError           no electronic signature: unknown signer, wrong password, bad key
+    └── DossierError           a dossier cannot be built, or a file is not a dossier
 """
 
 from __future__ import annotations
@@ -73,10 +78,58 @@ class NotFoundError(StoreError):
         self.ident = ident
         super().__init__(f"{kind} {ident!r} not found")
 
+    def __reduce__(self) -> tuple[type[NotFoundError], tuple[str, str], dict[str, object]]:
+        # Rebuilt from (kind, ident), not from the message: it crosses process boundaries.
+        return (type(self), (self.kind, self.ident), self.__dict__)
+
 
 class ShipmentError(ColdchainError):
     """A shipment cannot be created or changed as asked."""
 
 
+class AlertError(ColdchainError):
+    """An alert cannot be acknowledged, resolved or escalated as asked (SPEC §6)."""
+
+    def __init__(self, message: str, *, alert_id: str) -> None:
+        self.alert_id = alert_id
+        super().__init__(f"alert {alert_id}: {message}")
+
+
+class DeliveryError(ColdchainError):
+    """A channel could not deliver a notification.
+
+    ``permanent`` is False for what time may fix (receiver down, timeout, HTTP
+    5xx/429, SMTP 4xx): the outbox retries with back-off, without limit. It is
+    True when the receiver refused the message itself (HTTP 4xx, SMTP 5xx): the
+    delivery is retried a few times, then marked failed and logged.
+    """
+
+    def __init__(self, message: str, *, channel: str, permanent: bool = False) -> None:
+        self.channel = channel
+        self.permanent = permanent
+        super().__init__(f"channel {channel}: {message}")
+
+
 class BrokerError(ColdchainError):
     """The MQTT broker cannot be reached, or refused the connection."""
+
+
+class IngestError(ColdchainError):
+    """The process that decodes and stores messages failed to start, or died.
+
+    The message says how many messages were not confirmed as stored and where
+    they went (dead letters, when a store was at hand), so they can be replayed.
+    """
+
+
+class SigningError(ColdchainError):
+    """An electronic signature cannot be made or a signing key cannot be used.
+
+    Raised for an unknown or disabled signer, a wrong password (21 CFR Part 11
+    §11.200 re-authentication) and an unreadable key file; the message says
+    which and what to do.
+    """
+
+
+class DossierError(ColdchainError):
+    """A dossier cannot be built, or a file given as a dossier is not one."""

@@ -15,9 +15,11 @@ Rules implemented (SPEC §4.2–§4.4):
 
 * Reading *i* stands for ``[tᵢ, min(tᵢ₊₁, tᵢ + max_gap, cap))`` where ``cap``
   is the shipment's end (delivery) or, while it is open, the evaluation time.
-* Time not covered is a data gap. An interior gap whose two bounding readings
-  are out of range for a limit counts as out-of-range time for that limit
-  (conservative) and joins the episode across it.
+* Time not covered is a data gap, up to the cap: the gap after reading *i*
+  runs from the end of its hold to ``min(tᵢ₊₁, cap)``, if that is later. An
+  interior gap whose two bounding readings are out of range for a limit
+  counts as out-of-range time for that limit (conservative) and joins the
+  episode across it.
 * Out of range is strict: ``v > above_c`` or ``v < below_c``.
 * An episode is a maximal run of consecutive out-of-range readings of one
   limit: from the first reading's time to the end of the last one's hold.
@@ -267,7 +269,9 @@ def prepare(points: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
     for ts, temp in sorted(points):
         if out and out[-1][0] == ts:
             continue
-        out.append((int(ts), float(temp)))
+        # + 0.0 turns -0.0 into 0.0: the two compare equal, so which one a
+        # same-time pair kept (and printed) would depend on arrival order.
+        out.append((int(ts), float(temp) + 0.0))
     return out
 
 
@@ -302,8 +306,10 @@ def measure(points: Sequence[tuple[int, float]], profile: Profile, *, cap_ms: in
 
     gaps: list[Gap] = []
     for i in range(n):
-        gap_end = points[i + 1][0] if i + 1 < n else cap_ms
-        if ends[i] < gap_end and ends[i] == points[i][0] + gap_ms:
+        # Cut at the cap: a reading after it (a logger clock running ahead) must not
+        # stretch the gap past the end of the evaluated time.
+        gap_end = min(points[i + 1][0], cap_ms) if i + 1 < n else cap_ms
+        if ends[i] < gap_end:
             counted = i + 1 < n and any(
                 is_out(d, lim, temps[i]) and is_out(d, lim, temps[i + 1]) for d, lim in keys
             )

@@ -91,7 +91,10 @@ def import_file(
                 "end": iso(changed.end_ms) if changed.end_ms is not None else None,
             },
         )
-    pipeline = Pipeline(ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock)
+    # alerts found in the file are queued in the outbox; `coldchain serve` sends them
+    pipeline = Pipeline(
+        ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock, alerting=ctx.alerting
+    )
     raised: list[Alert] = []
     for message in to_messages(
         readings,

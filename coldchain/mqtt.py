@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+paho_logger = logging.getLogger(f"{__name__}.paho")
+"""paho's own log lines, one child logger per client id (``coldchain.mqtt.paho.<id>``)."""
 
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a subscriber's offline session and queue (MQTT 5), seconds."""
@@ -173,6 +175,26 @@ class Will:
     retain: bool = True
 
 
+def _not_connected_is_debug(record: logging.LogRecord) -> bool:
+    """Log filter: paho's "Client is not connected" is DEBUG, not ERROR.
+
+    paho 2.2 logs it at ERROR whenever its loop runs into a closed socket,
+    which every stop does; ``_on_disconnect`` already reports a lost connection.
+    """
+    if record.levelno > logging.DEBUG and str(record.msg).startswith("Client is not connected"):
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        # The logger let it through as ERROR; handlers at NOTSET would still print it.
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+    return True
+
+
+def _paho_logger_for(client_id: str) -> logging.Logger:
+    child = paho_logger.getChild(client_id)
+    if _not_connected_is_debug not in child.filters:  # filters are not inherited
+        child.addFilter(_not_connected_is_debug)
+    return child
+
+
 class _Client:
     """What Subscriber and Publisher share: one paho client, its thread and its start."""
 
@@ -206,37 +228,54 @@ class _Client:
         self._session_expiry_s = session_expiry_s
         self._keepalive_s = keepalive_s
         self._connect_timeout_s = connect_timeout_s
+        self._reconnect_delays_s = (reconnect_min_delay_s, reconnect_max_delay_s)
+        self._will = will
         self._lock = threading.Lock()
         self._connack = threading.Event()
         self._startup_error: str | None = None
         self._started = False
+        self._used = False
         self._stopping = False
         self._connected = False
         self._connects = 0
+        self._client = self._new_client()
 
+    def _new_client(self) -> paho.Client:
+        """A fresh paho client: paho leaks a socket pair when one is restarted."""
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self.client_id,
             protocol=(
                 MQTTProtocolVersion.MQTTv5
-                if protocol is MqttVersion.V5
+                if self.protocol is MqttVersion.V5
                 else MQTTProtocolVersion.MQTTv311
             ),
-            clean_session=clean_start if protocol is MqttVersion.V311 else None,
+            clean_session=self._clean_start if self.protocol is MqttVersion.V311 else None,
             reconnect_on_failure=True,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        client.connect_timeout = connect_timeout_s
-        client.reconnect_delay_set(reconnect_min_delay_s, reconnect_max_delay_s)
+        # Not on_log: paho formats every line (two DEBUG lines per message, about
+        # 6 µs) before calling on_log, but asks a logger whether it is enabled first.
+        client.enable_logger(_paho_logger_for(self.client_id))
+        client.connect_timeout = self._connect_timeout_s
+        client.reconnect_delay_set(*self._reconnect_delays_s)
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
             client.tls_set_context(ssl.create_default_context())
-        if will is not None:
-            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        if self._will is not None:
+            will = self._will
+            try:
+                client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+            except ValueError as exc:
+                msg = f"invalid will message for {self.client_id!r}: {exc}"
+                raise BrokerError(msg) from exc
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        self._client = client
+        self._configure(client)
+        return client
+
+    def _configure(self, client: paho.Client) -> None:
+        """Hook: set the subclass's own callbacks and options on a new client."""
 
     # -- public ---------------------------------------------------------------
 
@@ -259,6 +298,9 @@ class _Client:
         if self._started:
             msg = f"MQTT client {self.client_id!r} is already started"
             raise BrokerError(msg)
+        if self._used:
+            self._client = self._new_client()
+        self._used = True
         self._connack.clear()
         self._startup_error = None
         properties = None
@@ -324,6 +366,12 @@ class _Client:
                 f"MQTT broker at {self.address.netloc} sent no {what} "
                 f"within {self._connect_timeout_s}s"
             )
+            if what == "CONNACK" and self.protocol is MqttVersion.V5:
+                # amqtt (the embedded broker) does not answer an MQTT 5 CONNECT at all.
+                msg += (
+                    "; a broker that speaks only MQTT 3.1.1 (like the embedded one) may not"
+                    " answer MQTT 5: try protocol=MqttVersion.V311"
+                )
             raise BrokerError(msg)
 
     def _fail_startup(self, message: str) -> None:
@@ -480,8 +528,10 @@ class Subscriber(_Client):
             reconnect_max_delay_s=reconnect_max_delay_s,
             will=None,
         )
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+
+    def _configure(self, client: paho.Client) -> None:
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
 
     @property
     def messages_received(self) -> int:
@@ -612,8 +662,16 @@ class Publisher(_Client):
             reconnect_max_delay_s=reconnect_max_delay_s,
             will=will,
         )
-        self._client.max_inflight_messages_set(max_unacked)
-        self._client.on_publish = self._on_publish
+
+    def _configure(self, client: paho.Client) -> None:
+        client.max_inflight_messages_set(self.max_unacked)
+        client.on_publish = self._on_publish
+        # A new paho client: what the old one still held is gone (stop() said so).
+        with self._window:
+            self._pending.clear()
+            self._acked_early.clear()
+            self._reserved = 0
+            self._window.notify_all()
 
     @property
     def messages_published(self) -> int:
@@ -647,6 +705,11 @@ class Publisher(_Client):
             raise BrokerError(msg)
         if not self._started:
             msg = f"publisher {self.client_id!r} is not started; call start() first"
+            raise BrokerError(msg)
+        if not topic:
+            # paho would send it (MQTT 5 topic aliases); the broker then drops
+            # the connection, and paho resends it on every reconnect, forever.
+            msg = f"cannot publish to an empty topic on {self.address.netloc}"
             raise BrokerError(msg)
         with self._window:
             if not self._window.wait_for(lambda: self._reserved < self.max_unacked, timeout_s):

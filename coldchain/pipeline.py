@@ -1,8 +1,8 @@
 """The ingest pipeline: messages in, readings stored, findings raised (SPEC §3, §4, §6).
 
 Transport-free: :class:`Pipeline` takes ``(topic, payload, received_ms)``
-messages in batches from whoever receives them (the MQTT subscriber's writer
-thread, the CSV importer, tests) and does, per batch and in one transaction:
+messages in batches from whoever receives them (the MQTT subscriber's writer,
+the CSV importer, tests) and does, per batch and in one transaction:
 
 1. decode every message (pure); every reject goes to dead letters with its
    reason, and a bad message never stops the batch;
@@ -11,19 +11,19 @@ thread, the CSV importer, tests) and does, per batch and in one transaction:
    :class:`~coldchain.streaming.ShipmentMonitor` and raise an alert for every
    new firing, plus logger-health alerts (clock skew, sensor fault, battery).
 
-:class:`Writer` is the thread that drains a queue into batches, so that the
-MQTT network thread never waits on the database.
+The writers that batch a transport's messages for it, in a thread or in a
+child process, are in :mod:`coldchain.ingest`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from coldchain.alerting import Alerting
 from coldchain.alerts import (
     Alert,
     alarm_alert,
@@ -34,9 +34,10 @@ from coldchain.alerts import (
 )
 from coldchain.clock import Clock
 from coldchain.config import Settings
+from coldchain.custody import decode_custody_event, record_custody_event
 from coldchain.decoding import decode_status, decode_telemetry
-from coldchain.errors import ColdchainError, DecodeError
-from coldchain.evaluation import Evaluation, Firing, prepare
+from coldchain.errors import DecodeError
+from coldchain.evaluation import Evaluation, Firing, LimitKey, prepare
 from coldchain.health import HealthEvent, HealthLimits, LoggerHealth
 from coldchain.models import MS_PER_MIN, Reading, Reject, Shipment, ShipmentStatus, iso
 from coldchain.profiles import ProfileSet
@@ -83,12 +84,22 @@ class Pipeline:
         *,
         clock: Clock,
         alert_sinks: Sequence[AlertSink] = (),
+        alerting: Alerting | None = None,
     ) -> None:
         self.store = store
         self.profiles = profiles
         self.settings = settings
         self.clock = clock
         self.alert_sinks = list(alert_sinks)
+        # Whoever runs the pipeline (writer thread, child process, importer) queues
+        # notifications per the configured routes; the dispatcher may run elsewhere.
+        self.alerting = alerting or Alerting(
+            store,
+            profiles,
+            routing=settings.load_routing(products=profiles.profiles.keys()),
+            api_base_url=settings.alerts.api_base_url,
+        )
+        self._ongoing: dict[str, dict[str, tuple[LimitKey, int]]] = defaultdict(dict)
         self.prefix = settings.broker.topic_prefix
         self.counters = Counters()
         self._monitors: dict[str, ShipmentMonitor] = {}
@@ -115,6 +126,7 @@ class Pipeline:
             for sid in list(self._monitors):
                 if sid not in known:
                     del self._monitors[sid]
+                    self._ongoing.pop(sid, None)
             self._by_logger.clear()
             pending: list[Alert] = []
             for shipment in known.values():
@@ -129,7 +141,8 @@ class Pipeline:
                     self._monitors[shipment.id].prior_budget_min = prior_budget_min(
                         self.store, self.profiles, shipment, now_ms=self.clock.now_ms()
                     )
-            raised = [a for a in pending if self.store.upsert_alert(a)]
+            with self.store.transaction():
+                raised = self._store_alerts(pending, self.clock.now_ms())
             self._emit(raised)
             return raised
 
@@ -144,7 +157,11 @@ class Pipeline:
         )
         self._monitors[shipment.id] = monitor
         self._series[shipment.id] = shipment_series(self.store, shipment)
-        existing = {a.id for a in self.store.list_alerts(shipment_id=shipment.id)}
+        stored = self.store.list_alerts(shipment_id=shipment.id)
+        existing = {a.id for a in stored}
+        self._ongoing[shipment.id] = {}
+        for alert in stored:
+            self._track(alert)
         alerts = self._monitor_alerts(shipment.id, self._feed(shipment, {}), now)
         return [a for a in alerts if a.id not in existing]
 
@@ -224,6 +241,11 @@ class Pipeline:
                             parsed.ident, (), (), status.battery_pct, now, received_ms=received_ms
                         )
                     )
+                elif parsed.kind == "events":  # custody (SPEC §5): stored and audited
+                    event = decode_custody_event(
+                        payload, shipment_id=parsed.ident, received_ms=received_ms
+                    )
+                    record_custody_event(self.store, event, now_ms=now)
                 else:
                     raise DecodeError(f"topic kind {parsed.kind!r} is not ingested here")
             except DecodeError as exc:
@@ -270,7 +292,7 @@ class Pipeline:
                     },
                 )
             alerts.extend(self._evaluate_new(result.new, now))
-            raised = [a for a in alerts if self.store.upsert_alert(a)]
+            raised = self._store_alerts(alerts, now)
         self.counters.batches += 1
         self.counters.readings += len(result.new)
         self.counters.duplicates += result.duplicates
@@ -289,7 +311,7 @@ class Pipeline:
             for sid, monitor in self._monitors.items():
                 alerts.extend(self._monitor_alerts(sid, monitor.tick(now), now))
             with self.store.transaction():
-                raised = [a for a in alerts if self.store.upsert_alert(a)]
+                raised = self._store_alerts(alerts, now)
             self._emit(raised)
             return raised
 
@@ -360,10 +382,45 @@ class Pipeline:
         return alerts
 
     def _resolve(self, alert_id: str, now: int, why: str) -> None:
-        """Mark an alert resolved because its condition cleared."""
-        resolve = getattr(self.store, "resolve_alert", None)
-        if resolve is not None:
-            resolve(alert_id, by="pipeline", comment=why, ts_ms=now)
+        """The alert's condition cleared: resolve it (SPEC §6; see coldchain.lifecycle)."""
+        self.alerting.cleared(alert_id, now_ms=now, why=why)
+
+    def _store_alerts(self, alerts: Sequence[Alert], now: int) -> list[Alert]:
+        """Store findings; a new one gets its notifications queued in the same transaction.
+
+        Call inside the caller's ``store.transaction()``: the alert and its pending
+        deliveries commit together (the transactional outbox, SPEC §6).
+        """
+        raised = []
+        for alert in alerts:
+            if self.store.upsert_alert(alert):
+                raised.append(alert)
+                shipment = self._shipments.get(alert.shipment_id)
+                self.alerting.raised(alert, now_ms=now, shipment=shipment)
+                self._track(alert)
+        return raised
+
+    def _track(self, alert: Alert) -> None:
+        """Remember an unresolved excursion alert, so that its episode's end clears it."""
+        monitor = self._monitors.get(alert.shipment_id)
+        if alert.type != "excursion" or alert.state == "resolved" or monitor is None:
+            return
+        alarm = next((a for a in monitor.profile.alarms if a.id == alert.rule), None)
+        if alarm is not None:
+            self._ongoing[alert.shipment_id][alert.id] = (alarm.limit_key, alert.triggered_ms)
+
+    def _clear_ended(self, sid: str, now: int) -> None:
+        """An excursion's condition clears once the run of out-of-range readings it fired
+        in has ended (a reading back in range, or a gap that is not conservative)."""
+        ongoing = self._ongoing.get(sid)
+        if not ongoing:
+            return
+        monitor = self._monitors[sid]
+        for alert_id, (key, triggered_ms) in list(ongoing.items()):
+            since = monitor.out_of_range_since(key)
+            if since is None or since > triggered_ms:
+                del ongoing[alert_id]
+                self._resolve(alert_id, now, "temperature back in range")
 
     def _evaluate_new(self, new: Sequence[Reading], now: int) -> list[Alert]:
         per_shipment: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(
@@ -380,6 +437,7 @@ class Pipeline:
         for sid, by_logger in per_shipment.items():
             shipment = self._shipments[sid]
             alerts.extend(self._monitor_alerts(sid, self._feed(shipment, by_logger), now))
+            self._clear_ended(sid, now)
             if len(shipment.loggers) > 1:
                 alerts.extend(self._disagreements(shipment, now))
         return alerts
@@ -484,7 +542,7 @@ class Pipeline:
                     health = self._logger_health(logger_id)
                     alerts += self._health_alerts(logger_id, health.check_silence(now), now)
             with self.store.transaction():
-                raised = [a for a in alerts if self.store.upsert_alert(a)]
+                raised = self._store_alerts(alerts, now)
             self._emit(raised)
             return raised
 
@@ -523,90 +581,9 @@ def _logger_of(topic: str) -> str | None:
     return None
 
 
-class Writer:
-    """The thread between a transport and the pipeline: queue in, batches out.
-
-    ``submit`` is what a paho callback calls: it only enqueues. The writer
-    batches up to ``batch_max`` messages or ``batch_wait_ms`` and hands each
-    batch to :meth:`Pipeline.handle`.
-    """
-
-    def __init__(self, pipeline: Pipeline, *, batch_max: int, batch_wait_ms: int) -> None:
-        self.pipeline = pipeline
-        self.batch_max = batch_max
-        self.batch_wait_s = batch_wait_ms / 1000
-        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="coldchain-writer", daemon=True)
-        self._idle = threading.Event()
-        self._pending = 0
-        self._pending_lock = threading.Lock()
-        self.on_batch: Callable[[int], None] | None = None
-
-    def submit(self, topic: str, payload: bytes, received_ms: int) -> None:
-        with self._pending_lock:
-            self._pending += 1
-            self._idle.clear()
-        self._queue.put((topic, payload, received_ms))
-
-    def start(self) -> Writer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every submitted message has been handled; True when idle."""
-        with self._pending_lock:
-            if self._pending == 0:
-                return True
-        return self._idle.wait(timeout_s)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            try:
-                while len(batch) < self.batch_max:
-                    nxt = (
-                        self._queue.get(timeout=self.batch_wait_s)
-                        if len(batch) < 2
-                        else (self._queue.get_nowait())
-                    )
-                    if nxt is None:
-                        stopping = True
-                        break
-                    batch.append(nxt)
-            except queue.Empty:
-                pass
-            try:
-                self.pipeline.handle(batch)
-            except ColdchainError:
-                log.exception("batch of %d messages failed; kept in dead letters", len(batch))
-                self._dead_letter(batch)
-            except Exception:
-                log.exception("unexpected failure on a batch of %d messages", len(batch))
-                self._dead_letter(batch)
-            with self._pending_lock:
-                self._pending -= len(batch)
-                if self._pending == 0:
-                    self._idle.set()
-            if self.on_batch is not None:
-                self.on_batch(len(batch))
-
-    def _dead_letter(self, batch: Sequence[Message]) -> None:
-        try:
-            self.pipeline.store.add_dead_letters(
-                [
-                    Reject(
-                        "batch failed to store; replay from dead letters", t, p, r, _logger_of(t)
-                    )
-                    for t, p, r in batch
-                ]
-            )
-        except Exception:
-            log.exception("could not even dead-letter %d messages", len(batch))
+def dead_letters_for(messages: Sequence[Message], reason: str) -> list[Reject]:
+    """Whole messages that could not be handled, as dead letters saying ``reason``."""
+    return [
+        Reject(reason, topic, payload, received, _logger_of(topic))
+        for topic, payload, received in messages
+    ]

@@ -2,30 +2,40 @@
 
 Used by ``coldchain serve`` and ``coldchain demo``. With no broker URL
 configured, the embedded broker is started in-process (SPEC §10).
+
+With ``[ingest] mode = "process"`` (the default) the pipeline runs in a child
+process (:class:`~coldchain.ingest.ProcessWriter`) with its own store
+connection; everything else (MQTT, scheduler, dispatcher, alert sinks) stays
+here. ``rt.writer`` is the way to the pipeline in either mode.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-import orjson
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from coldchain.alerting import Alerting
 from coldchain.alerts import Alert
 from coldchain.broker import EmbeddedBroker
+from coldchain.channels import Channel, build_channels
 from coldchain.clock import Clock
 from coldchain.config import Settings
+from coldchain.dispatcher import Dispatcher
+from coldchain.errors import IngestError
+from coldchain.ingest import IngestWriter, PipelineFactory, ProcessWriter, Writer
 from coldchain.mqtt import MqttVersion, Publisher, Subscriber
-from coldchain.pipeline import Pipeline, Writer
+from coldchain.pipeline import Pipeline
 from coldchain.profiles import ProfileSet
+from coldchain.routing import AlertRouting
 from coldchain.store import Store
-from coldchain.topics import alerts_topic, subscriptions
+from coldchain.topics import subscriptions
 
-log = logging.getLogger("coldchain.alerts")
+log = logging.getLogger("coldchain.runtime")
 
 RELOAD_INTERVAL_S = 5
 """How often the shipment registry is re-read from the store."""
@@ -33,10 +43,8 @@ RELOAD_INTERVAL_S = 5
 TICK_INTERVAL_S = 30
 """How often open shipments' holds are re-checked against the wall clock."""
 
-
-def log_sink(alert: Alert) -> None:
-    """The log channel: one line per alert."""
-    log.warning("%s %s %s: %s", alert.severity.upper(), alert.id, alert.type, alert.message)
+DISPATCH_DRAIN_ON_STOP_S = 3.0
+"""On stop, how long notifications already due may still go out (the rest stay queued)."""
 
 
 class Runtime:
@@ -54,23 +62,55 @@ class Runtime:
         client_suffix: str = "",
         tick_interval_s: float = TICK_INTERVAL_S,
         embedded_port: int = 0,
+        routing: AlertRouting | None = None,
+        channels: Mapping[str, Channel] | None = None,
+        escalation_check_s: float | None = None,
+        on_ingest_failure: Callable[[IngestError], None] | None = None,
     ) -> None:
+        """``routing`` defaults to the ``[alerts] routes`` file, validated here;
+        ``channels`` replaces the adapters of those names (tests, embedding).
+        ``on_ingest_failure`` is called (on a background thread) if the ingest
+        process dies; its unconfirmed messages are then in dead letters."""
         self._embedded_port = embedded_port
         self.settings = settings
         self.embedded: EmbeddedBroker | None = None
         self.broker_url = settings.broker.url or ""
-        self.pipeline = Pipeline(
-            store,
-            profiles,
-            settings,
-            clock=clock,
-            alert_sinks=[log_sink, self._publish_alert, *extra_sinks],
+        self.routing = routing or settings.load_routing(products=profiles.profiles.keys())
+        self.alerting = Alerting(
+            store, profiles, routing=self.routing, api_base_url=settings.alerts.api_base_url
         )
-        self.writer = Writer(
-            self.pipeline,
-            batch_max=settings.ingest.batch_max,
-            batch_wait_ms=settings.ingest.batch_wait_ms,
-        )
+        self.store = store
+        self.clock = clock
+        self.dispatcher: Dispatcher | None = None
+        self._channel_overrides = dict(channels or {})
+        self._escalation_check_s = escalation_check_s or settings.alerts.escalation_check_s
+        sinks = [self._alert_committed, *extra_sinks]
+        self.writer: IngestWriter
+        if settings.ingest.mode == "process":
+            # Alerts come back from the child; the sinks (and the dispatcher they
+            # wake, and the demo's screen) run here.
+            self.writer = ProcessWriter(
+                PipelineFactory(settings, clock, profiles=profiles, routing=self.routing),
+                batch_max=settings.ingest.batch_max,
+                batch_wait_ms=settings.ingest.batch_wait_ms,
+                alert_sinks=sinks,
+                fallback_store=store,
+                on_failure=on_ingest_failure,
+            )
+        else:
+            pipeline = Pipeline(
+                store,
+                profiles,
+                settings,
+                clock=clock,
+                alert_sinks=sinks,
+                alerting=self.alerting,
+            )
+            self.writer = Writer(
+                pipeline,
+                batch_max=settings.ingest.batch_max,
+                batch_wait_ms=settings.ingest.batch_wait_ms,
+            )
         client_id = settings.broker.client_id + client_suffix
         if worker:
             client_id += f"-{os.getpid()}"
@@ -81,10 +121,18 @@ class Runtime:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._tick_interval_s = tick_interval_s
 
-    def _publish_alert(self, alert: Alert) -> None:
-        if self.publisher is not None:
-            topic = alerts_topic(alert.shipment_id, prefix=self.settings.broker.topic_prefix)
-            self.publisher.publish(topic, orjson.dumps(alert.to_json()), qos=1)
+    def _alert_committed(self, alert: Alert) -> None:
+        # The alert and its deliveries are committed: send now, not at the next poll.
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def check_alerts(self) -> None:
+        """Scheduled: escalate unacknowledged alerts and release rate-limit digests."""
+        now = self.clock.now_ms()
+        escalated = self.alerting.escalate_due(now_ms=now)
+        digests = self.alerting.release_digests(now_ms=now)
+        if (escalated or digests) and self.dispatcher is not None:
+            self.dispatcher.wake()
 
     def start(self) -> Self:
         if not self.broker_url:
@@ -97,6 +145,15 @@ class Runtime:
             url=self.broker_url, client_id=self._client_id + "-alerts", protocol=protocol
         )
         self.publisher.start()
+        channels = build_channels(
+            self.routing,
+            publisher=self.publisher,
+            prefix=self.settings.broker.topic_prefix,
+            clock=self.clock,
+        )
+        channels.update(self._channel_overrides)
+        log.info("alert channels %s, routes from %s", ", ".join(channels), self.routing.source)
+        self.dispatcher = Dispatcher(self.store, channels, self.routing, clock=self.clock).start()
         self.subscriber = Subscriber(
             url=self.broker_url,
             client_id=self._client_id,
@@ -107,7 +164,7 @@ class Runtime:
         )
         self.subscriber.start()
         self.scheduler.add_job(
-            self.pipeline.tick,
+            self.writer.tick,
             "interval",
             seconds=self._tick_interval_s,
             id="hold-tick",
@@ -116,16 +173,24 @@ class Runtime:
         )
         # shipments registered while we run (CLI, API) are picked up within seconds
         self.scheduler.add_job(
-            self.pipeline.reload_shipments,
+            self.writer.reload_shipments,
             "interval",
             seconds=RELOAD_INTERVAL_S,
             id="reload-shipments",
             max_instances=1,
             coalesce=True,
         )
+        self.scheduler.add_job(
+            self.check_alerts,
+            "interval",
+            seconds=self._escalation_check_s,
+            id="alert-escalation",
+            max_instances=1,
+            coalesce=True,
+        )
         silence_s = self.settings.health.silence_min * 60
         self.scheduler.add_job(
-            self.pipeline.check_silence,
+            self.writer.check_silence,
             "interval",
             seconds=max(1.0, min(60.0, silence_s / 4)),
             id="logger-silence",
@@ -141,13 +206,21 @@ class Runtime:
         if self.subscriber is not None:
             self.subscriber.stop()
         self.writer.stop()
+        if self.dispatcher is not None:
+            if not self.dispatcher.drain(DISPATCH_DRAIN_ON_STOP_S):
+                log.warning("stopping with alert notifications still queued; sent on restart")
+            self.dispatcher.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.embedded is not None:
             self.embedded.stop()
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a half-started runtime must not leave the ingest process behind
+            raise
 
     def __exit__(
         self,

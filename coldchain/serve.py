@@ -32,6 +32,8 @@ def run_serve(ctx: Context, *, worker: bool, console: Console) -> None:
         clock=ctx.clock,
         worker=worker,
         embedded_port=EMBEDDED_PORT,
+        # The ingest process died: stop, and let Runtime.stop raise what happened.
+        on_ingest_failure=lambda _exc: stop.set(),
     ) as rt:
         where = "embedded broker" if rt.embedded is not None else "broker"
         console.print(
@@ -39,7 +41,7 @@ def run_serve(ctx: Context, *, worker: bool, console: Console) -> None:
             f"{ctx.settings.store.url}. Ctrl-C to stop."
         )
         while not stop.wait(60):
-            c = rt.pipeline.counters
+            c = rt.writer.counters
             logging.getLogger("coldchain").info(
                 "messages %d, readings %d, duplicates %d, rejected %d, alerts %d",
                 c.messages,

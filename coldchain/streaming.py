@@ -130,6 +130,12 @@ class ShipmentMonitor:
     def points(self) -> list[tuple[int, float]]:
         return list(zip(self._ts, self._temps, strict=True))
 
+    def out_of_range_since(self, key: LimitKey) -> int | None:
+        """Device time the run of out-of-range readings at the tail began, for one limit;
+        None while the latest reading is in range (an excursion alert then clears)."""
+        run = self._open.get(key)
+        return None if run is None else run.start_ms
+
     def mark_reported(self, firings: Iterable[Firing]) -> None:
         """Remember firings already alerted (e.g. loaded from the store at start-up)."""
         self._reported.update(((f.alarm_id, f.episode_start_ms), f) for f in firings)

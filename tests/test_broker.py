@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from amqtt.broker import Broker
+from amqtt.session import Session
 from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.broker import EmbeddedBroker
@@ -55,8 +57,9 @@ class _Collector:
             self._cond.notify_all()
 
     def wait(self, n: int, timeout_s: float = WAIT_S) -> list[bytes]:
+        """Wait for n distinct payloads (QoS 1 may deliver one twice)."""
         with self._cond:
-            self._cond.wait_for(lambda: len(self.payloads) >= n, timeout_s)
+            self._cond.wait_for(lambda: len(set(self.payloads)) >= n, timeout_s)
             return list(self.payloads)
 
 
@@ -99,41 +102,48 @@ def test_embedded_broker_relays_qos1_between_paho_clients(broker: EmbeddedBroker
     assert [(m.topic, m.payload, m.qos) for m in received] == [(topic, b'{"temp_c": 4.2}', 1)]
 
 
+def _v311_subscriber(url: str, client_id: str, topic: str, sink: _Collector) -> Subscriber:
+    return Subscriber(
+        url=url,
+        client_id=client_id,
+        topics=[topic],
+        on_message=sink,
+        protocol=MqttVersion.V311,
+    )
+
+
 def test_embedded_broker_keeps_offline_persistent_session(broker: EmbeddedBroker) -> None:
     # amqtt's own anonymous login would drop this session and queue nothing.
     prefix = f"coldchain-test/{uuid.uuid4().hex}"
+    client_id = f"worker-{uuid.uuid4().hex[:8]}"
     first, second = _Collector(), _Collector()
-    common = {
-        "url": broker.url,
-        "client_id": f"worker-{uuid.uuid4().hex[:8]}",
-        "topics": [f"{prefix}/#"],
-        "protocol": MqttVersion.V311,
-    }
-    watcher = _Collector()
-    with Subscriber(on_message=first, **common):  # type: ignore[arg-type]
+    with _v311_subscriber(broker.url, client_id, f"{prefix}/#", first):
         pass
     time.sleep(1.5)  # longer than amqtt's session sweep (1 s)
-    with (
-        Subscriber(
-            url=broker.url,
-            client_id="watcher",
-            topics=[f"{prefix}/#"],
-            on_message=watcher,
-            protocol=MqttVersion.V311,
-        ),
-        Publisher(url=broker.url, client_id="offline-pub", protocol=MqttVersion.V311) as pub,
-    ):
-        for i in range(50):
+    with Publisher(url=broker.url, client_id="offline-pub", protocol=MqttVersion.V311) as pub:
+        for i in range(200):
             pub.publish(f"{prefix}/r", f"{i}".encode())
         pub.flush()
-        # amqtt routes messages some time after acknowledging them, and can
-        # lose those it routes while a persistent session reconnects
-        # (docs/BROKER.md); reconnect only once all 50 are routed.
-        assert len(watcher.wait(50)) == 50
-    with Subscriber(on_message=second, **common):  # type: ignore[arg-type]
-        got = second.wait(50)
-    assert sorted(int(p) for p in got) == list(range(50))
+    with _v311_subscriber(broker.url, client_id, f"{prefix}/#", second):
+        got = second.wait(200)
+    assert sorted({int(p) for p in got}) == list(range(200))
     assert first.payloads == []
+
+
+def test_embedded_broker_routes_what_a_publisher_sent_before_disconnecting(
+    broker: EmbeddedBroker,
+) -> None:
+    # Plain amqtt drops the acknowledged-but-unrouted tail of a publisher
+    # that disconnects right after its last PUBACK (up to 40% of 2,000).
+    topic = f"coldchain-test/{uuid.uuid4().hex}/t"
+    sink = _Collector()
+    with _v311_subscriber(broker.url, f"sub-{uuid.uuid4().hex[:8]}", topic, sink):
+        with Publisher(url=broker.url, client_id="burst-pub", protocol=MqttVersion.V311) as pub:
+            for i in range(2000):
+                pub.publish(topic, f"{i}".encode())
+            pub.flush()
+        got = sink.wait(2000, timeout_s=30)
+    assert sorted({int(p) for p in got}) == list(range(2000))
 
 
 def test_embedded_broker_stop_is_clean_and_idempotent() -> None:
@@ -236,3 +246,13 @@ def test_embedded_broker_rejects_invalid_port(port: int) -> None:
 def test_embedded_broker_start_twice_raises(broker: EmbeddedBroker) -> None:
     with pytest.raises(BrokerError, match="already started"):
         broker.start()
+
+
+@pytest.mark.parametrize(
+    "name", ["_handle_disconnect", "_handle_message_delivery", "stream_connected"]
+)
+def test_amqtt_still_has_the_internals_the_embedded_broker_overrides(name: str) -> None:
+    # The overrides fix message loss and leaked transports (docs/BROKER.md);
+    # if an amqtt upgrade renames these, the fixes silently stop applying.
+    assert callable(getattr(Broker, name, None))
+    assert hasattr(Session(), "delivered_message_queue")

@@ -95,8 +95,8 @@ def test_mqtt_out_of_order_with_duplicates_equals_csv_import(
             received_ms=clock.now_ms(),
             prefix=mqtt_topic_prefix,
         ):
-            rt.pipeline.handle([message])
-        counters = rt.pipeline.counters
+            rt.writer.handle([message])
+        counters = rt.writer.counters
 
     assert counters.readings == 2 * len(rows)
     assert counters.duplicates == sum(len(p) for p in redelivered)

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coldchain.alerts import Alert
+from coldchain.custody import CustodyEvent
 from coldchain.errors import ConfigError
+from coldchain.lifecycle import AlertStatus
 from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
+from coldchain.outbox import Attempt, Delivery, DeliveryStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,24 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Signer:
+    """A person who may sign electronically: user id, printed name, scrypt password hash.
+
+    ``password_hash`` is :func:`coldchain.disposition.hash_password`'s output;
+    the password itself is never stored.
+    """
+
+    name: str
+    full_name: str
+    password_hash: str
+    created_ms: int
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One audit-trail entry; ``prev_hash``/``hash`` chain it (see :mod:`coldchain.audit`)."""
+
     id: int
     ts_ms: int
     actor: str
@@ -54,6 +74,8 @@ class AuditEntry:
     entity: str
     entity_id: str
     detail: dict[str, Any]
+    prev_hash: str = ""
+    hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +161,92 @@ class Store(Protocol):
     def set_logger_calibration(self, logger_id: str, offset_c: float) -> None: ...
     def logger_calibrations(self) -> dict[str, float]: ...
 
+    # -- custody and audit chain (issue 5) ----------------------------------------
+    # ``audit`` chains each entry to the one before it (coldchain.audit);
+    # ``list_audit`` returns ``prev_hash`` and ``hash`` with every entry.
+
+    def add_custody_event(self, event: CustodyEvent) -> bool:
+        """Store a custody event (SPEC §5); False when the same event is already stored."""
+        ...
+
+    def list_custody_events(self, shipment_id: str) -> list[CustodyEvent]:
+        """A shipment's custody events, oldest device time first."""
+        ...
+
+    def add_signer(self, signer: Signer) -> None:
+        """Register an electronic signer (21 CFR Part 11 §11.100); the name must be new."""
+        ...
+
+    def get_signer(self, name: str) -> Signer:
+        """A registered signer; :class:`~coldchain.errors.NotFoundError` when unknown."""
+        ...
+
+    def list_signers(self) -> list[Signer]: ...
+
+    # -- outbox and alert lifecycle (issue 4) ---------------------------------------
+    # Deliveries are written in the caller's transaction, beside the alert or the
+    # state change that caused them (coldchain.outbox, coldchain.alerting).
+
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        """Queue deliveries; ids already queued are ignored. Returns how many were new."""
+        ...
+
+    def claim_deliveries(
+        self, channel: str, *, now_ms: int, lease_ms: int, limit: int
+    ) -> list[Delivery]:
+        """Pending deliveries of ``channel`` due by ``now_ms``, oldest first, leased.
+
+        Leasing moves their ``next_attempt_ms`` to ``now_ms + lease_ms``: no other
+        dispatcher takes them meanwhile, and one that crashed mid-send is retried
+        once the lease ends.
+        """
+        ...
+
+    def finish_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        *,
+        status: DeliveryStatus,
+        next_attempt_ms: int,
+        refused: bool,
+    ) -> None:
+        """Record one attempt in the delivery's history and its new status."""
+        ...
+
+    def list_deliveries(
+        self,
+        *,
+        alert_id: str | None = None,
+        shipment_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        history: bool = False,
+    ) -> list[Delivery]:
+        """Deliveries, oldest first; with ``history``, each with its attempts."""
+        ...
+
+    def count_deliveries_since(self, shipment_id: str, channel: str, *, since_ms: int) -> int:
+        """Raised/escalated notifications sent or queued (not held) since ``since_ms``."""
+        ...
+
+    def replace_with_digest(self, digest: Delivery, held_ids: Sequence[str]) -> None:
+        """Queue ``digest`` and mark the held deliveries it stands for ``digested``."""
+        ...
+
+    def next_due_ms(self, channel: str) -> int | None:
+        """When the earliest pending delivery of ``channel`` is due; None when none is."""
+        ...
+
+    def get_alert_status(self, alert_id: str) -> AlertStatus:
+        """Where an alert stands; :class:`~coldchain.errors.NotFoundError` when unknown."""
+        ...
+
+    def alert_statuses(self, alert_ids: Sequence[str]) -> dict[str, AlertStatus]: ...
+
+    def set_alert_status(self, alert_id: str, status: AlertStatus, *, ts_ms: int) -> None:
+        """Store a new status (and the alert's ``state``); the caller audits the change."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -161,10 +269,11 @@ def open_store(url: str) -> Store:
 __all__ = [
     "AuditEntry",
     "BudgetAddBack",
-    "DeviceFileRecord",
     "Conflict",
     "DeadLetter",
+    "DeviceFileRecord",
     "InsertResult",
+    "Signer",
     "Store",
     "open_store",
 ]
