@@ -175,6 +175,8 @@ class Evaluation:
                 {
                     "id": a.id,
                     "kind": _alarm_kind(a),
+                    "delay_min": a.delay_min,
+                    "cumulative_min": a.cumulative_min,
                     "direction": a.direction,
                     "limit_c": a.limit_c,
                     "severity": a.severity,

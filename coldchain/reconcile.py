@@ -111,13 +111,36 @@ class _Ctx:
             a["id"]: [(_ms(f["triggered_at"]), _ms(f["episode_start"])) for f in a["firings"]]
             for a in ev.get("alarms", [])
         }
+        self.alarms: list[Mapping[str, Any]] = list(ev.get("alarms", []))
+
+    def firings_of(self, a: DeviceAlarm) -> list[tuple[int, int]]:
+        """``(triggered, episode start)`` of the evaluated alarm matching device alarm ``a``."""
+        counterpart = self.counterpart(a)
+        return self.firings.get(counterpart, []) if counterpart is not None else []
+
+    def counterpart(self, a: DeviceAlarm) -> str | None:
+        """The evaluated alarm that is the device's: same id (``--profile from-device``), or
+        the same condition (side, limit, single or cumulative, minutes) in the product profile."""
+        for alarm in self.alarms:
+            if alarm["id"] == a.id:
+                return str(alarm["id"])
+        for alarm in self.alarms:
+            minutes = alarm.get("delay_min") if a.kind == "single" else alarm.get("cumulative_min")
+            if (alarm["direction"], alarm["limit_c"], minutes) == (
+                a.direction,
+                a.limit_c,
+                a.delay_min if a.kind == "single" else a.cumulative_min,
+            ):
+                return str(alarm["id"])
+        return None
 
     def episodes_of(self, a: DeviceAlarm) -> list[_Span]:
         return self.episodes.get((a.direction, a.limit_c), [])
 
 
 def _alarm_row(ctx: _Ctx, a: DeviceAlarm) -> dict[str, Any]:
-    firings = ctx.firings.get(a.id, [])
+    counterpart = ctx.counterpart(a)
+    firings = ctx.firings_of(a)
     used: set[int] = set()
     events = [e for e in ctx.df.summary.alarm_events if e.number == a.number]
     if events:  # Q-tag: one line per episode (single) or one for the run (cumulative)
@@ -130,8 +153,9 @@ def _alarm_row(ctx: _Ctx, a: DeviceAlarm) -> dict[str, Any]:
             _trigger_check(ctx, at, carried, firings, used)
             for at, carried in _day_triggers(ctx.df, a)
         ]
-    return {
+    row = {
         "id": a.id,
+        "coldchain_alarm": counterpart,
         "number": a.number,
         "kind": a.kind,
         "direction": a.direction,
@@ -146,16 +170,22 @@ def _alarm_row(ctx: _Ctx, a: DeviceAlarm) -> dict[str, Any]:
         if checks or not ctx.has_data
         else not firings,
     }
+    if counterpart is None:  # the evaluated profile has no such alarm: nothing to compare
+        row.update(
+            coldchain_fired=None,
+            checks=[],
+            coldchain_only=[],
+            agrees=None,
+            note="the evaluated profile has no alarm with this condition; "
+            "evaluate with --profile from-device to compare",
+        )
+    return row
 
 
 def _episode_check(ctx: _Ctx, a: DeviceAlarm, e: AlarmEvent, used: set[int]) -> dict[str, Any]:
     """A Q-tag single-event line against the coldchain episode that overlaps it most."""
     ep = _overlapping(e, ctx.episodes_of(a))
-    fire = (
-        None
-        if ep is None
-        else next((f for f in ctx.firings.get(a.id, []) if f[1] == ep.start_ms), None)
-    )
+    fire = None if ep is None else next((f for f in ctx.firings_of(a) if f[1] == ep.start_ms), None)
     if fire is not None:
         used.add(fire[0])
     minutes = None if ep is None else (ep.end_ms - ep.start_ms) / MS_PER_MIN
@@ -178,7 +208,7 @@ def _episode_check(ctx: _Ctx, a: DeviceAlarm, e: AlarmEvent, used: set[int]) -> 
 def _total_check(ctx: _Ctx, a: DeviceAlarm, e: AlarmEvent, used: set[int]) -> dict[str, Any]:
     """A Q-tag cumulative line: the run's total out-of-range time, one interval per episode."""
     episodes = ctx.episodes_of(a)
-    fire = next(iter(ctx.firings.get(a.id, [])), None)
+    fire = next(iter(ctx.firings_of(a)), None)
     if fire is not None:
         used.add(fire[0])
     minutes = sum(ep.end_ms - ep.start_ms for ep in episodes) / MS_PER_MIN

@@ -153,3 +153,17 @@ def test_cli_logger_calibrate_and_budget_ledger(cli, tmp_path):
     assert [(e["kind"], e["shipment_id"], e["minutes"]) for e in ledger] == [
         ("consumption", "S-1", 20.0)
     ]
+
+
+def test_cli_reconciliation_matches_device_alarms_to_equal_product_alarms(cli):
+    """vaccine-2-8 mirrors the Q-tag's configuration: its alarms are compared by condition."""
+    cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
+    cli("import", str(QTAG.with_name("RCPJ00010_03_202304201359.txt")), "--shipment", "S-Q")
+    rec = orjson.loads(cli("evaluate", "S-Q", "--json"))["reconciliation"]
+    assert [(a["id"], a["coldchain_alarm"], a["agrees"]) for a in rec["alarms"]] == [
+        ("device-1", "high-single", True),
+        ("device-2", "high-cumulative", True),
+        ("device-4", "low-cumulative", True),
+        ("device-5", "low-single", True),
+    ]
+    assert rec["agrees"] is True

@@ -659,7 +659,7 @@ def release_checks(inp: DossierInput, customs: CustomsCheck) -> list[Check]:
             Check("na", "Device read-out agrees", "No device file was imported for this shipment.")
         )
     else:
-        checks.append(_device_check(rec, alarms=_device_alarms_comparable(ev)))
+        checks.append(_device_check(rec))
     pack = customs.pack
     if customs.ready:
         checks.append(
@@ -806,19 +806,20 @@ def _yes(value: bool | None) -> str:
     return {True: "✔ agrees", False: "✘ differs", None: "—"}[value]
 
 
-def _device_alarms_comparable(ev: Mapping[str, Any]) -> bool:
-    """The device's alarms are compared with coldchain's only when coldchain evaluated
-    with the device's own configuration (``--profile from-device``); with the product
-    profile the alarm ids differ and a "differs" would mislead QA."""
-    return ev.get("profile_source") == "device"
+def _comparable(alarm: Mapping[str, Any]) -> bool:
+    """A device alarm is compared only with an evaluated alarm of the same condition
+    (the device's own under ``--profile from-device``, or an equal one in the product
+    profile); otherwise a "differs" would mislead QA."""
+    return alarm.get("coldchain_alarm") is not None
 
 
-def _device_check(rec: Mapping[str, Any], *, alarms: bool) -> Check:
+def _device_check(rec: Mapping[str, Any]) -> Check:
     device = rec.get("device", {})
     name = f"{device.get('model', 'device')} {device.get('serial', '')}".strip()
     figures = {k: (rec.get(k) or {}).get("agrees") for k in ("min", "max", "mkt", "mean")}
-    if alarms:
-        figures |= {a["id"]: a.get("agrees") for a in rec.get("alarms", [])}
+    compared_alarms = [a for a in rec.get("alarms", []) if _comparable(a)]
+    alarms = bool(compared_alarms)
+    figures |= {a["id"]: a.get("agrees") for a in compared_alarms}
     differ = [k for k, v in figures.items() if v is False]
     known = [v for v in figures.values() if v is not None]
     compared = "min, max, MKT, average" + (" and alarms" if alarms else "")
@@ -844,8 +845,10 @@ def reconciliation_table(inp: DossierInput) -> Table | None:
                 _yes(item.get("agrees")),
             )
         )
-    comparable = _device_alarms_comparable(inp.evaluation)
+    incomparable = False
     for a in rec.get("alarms", []):
+        comparable = _comparable(a)
+        incomparable |= not comparable
         minutes = a.get("minutes")
         ours = {True: "fired", False: "not fired", None: "—"}[a.get("coldchain_fired")]
         rows.append(
@@ -860,11 +863,11 @@ def reconciliation_table(inp: DossierInput) -> Table | None:
         )
     device = rec.get("device", {})
     alarm_note = (
-        ""
-        if comparable
-        else " The device's alarms are listed as it reports them; coldchain evaluated the "
-        "product profile's alarms (see Alarms). Import with --profile from-device to compare "
-        "alarm by alarm."
+        " A device alarm with no alarm of the same condition in the evaluated profile is "
+        "listed as the device reports it (see Alarms); import with --profile from-device to "
+        "compare every alarm."
+        if incomparable
+        else ""
     )
     return Table(
         "Device read-out beside coldchain",
