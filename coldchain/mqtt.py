@@ -234,14 +234,13 @@ class _Client:
         self._connack = threading.Event()
         self._startup_error: str | None = None
         self._started = False
-        self._used = False
         self._stopping = False
         self._connected = False
         self._connects = 0
         self._client = self._new_client()
 
     def _new_client(self) -> paho.Client:
-        """A fresh paho client: paho leaks a socket pair when one is restarted."""
+        """A fresh paho client, for each start()."""
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -298,9 +297,6 @@ class _Client:
         if self._started:
             msg = f"MQTT client {self.client_id!r} is already started"
             raise BrokerError(msg)
-        if self._used:
-            self._client = self._new_client()
-        self._used = True
         self._connack.clear()
         self._startup_error = None
         properties = None
@@ -321,6 +317,7 @@ class _Client:
                 properties=properties,
             )
         except (OSError, ValueError) as exc:
+            self._client = self._new_client()
             msg = f"cannot connect to MQTT broker at {self.address.netloc}: {exc}"
             raise BrokerError(msg) from exc
         self._started = True
@@ -393,6 +390,11 @@ class _Client:
         except (OSError, ValueError) as exc:  # pragma: no cover - socket already gone
             logger.debug("disconnect of %s failed: %s", self.client_id, exc)
         self._client.loop_stop()
+        # A fresh client for the next start(): paho leaks its socket pair when
+        # one client is restarted, and dropping the old one now (it and this
+        # object refer to each other) closes its sockets at once, not whenever
+        # the garbage collector breaks the cycle.
+        self._client = self._new_client()
         self._connected = False
         self._started = False
         self._stopping = False
