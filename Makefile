@@ -18,7 +18,7 @@ PIP_INSTALL := $(PIP) install --progress-bar off
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: help venv mosquitto system-deps check test fmt demo bench-ingest bench-dossier bench-alerts lock clean
+.PHONY: help venv mosquitto system-deps check test fmt demo bench-ingest bench-dossier bench-alerts bench-eval lock clean
 
 help:
 	@echo "make test          lint, type-check and run all tests (what CI runs)"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-ingest  run the ingest benchmark"
 	@echo "make bench-dossier time a 30-day, 1-minute shipment's dossier ZIP (43,200 readings)"
 	@echo "make bench-alerts  alert latency, reading published → MQTT and webhook, under load"
+	@echo "make bench-eval    evaluation of 10M readings: batch, streaming, Python, bare group-by"
 	@echo "make venv          create .venv from requirements.lock"
 	@echo "make lock          re-resolve requirements.lock after editing dependencies"
 	@echo "                   (needs uv: pip install uv; LOCK_ARGS=--upgrade to take new releases)"
@@ -82,6 +83,9 @@ bench-dossier: venv
 
 bench-alerts: venv
 	$(BIN)/python -m benchmarks.bench_alerts
+
+bench-eval: venv
+	$(BIN)/python -m benchmarks.bench_eval
 
 lock:
 	@command -v $(UV) >/dev/null || { echo "make lock needs uv: pip install uv" >&2; exit 1; }

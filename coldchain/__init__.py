@@ -6,7 +6,9 @@ names below are what other programs may import; everything else is internal.
 """
 
 from coldchain.alerts import Alert, alert_id
+from coldchain.custody import CustodyEvent, decode_custody_event
 from coldchain.decoding import decode_status, decode_telemetry
+from coldchain.dossier.manifest import verify_dossier
 from coldchain.errors import (
     AlertError,
     BrokerError,
@@ -14,10 +16,12 @@ from coldchain.errors import (
     ConfigError,
     DecodeError,
     DeliveryError,
+    DossierError,
     ImportFileError,
     IngestError,
     NotFoundError,
     ShipmentError,
+    SigningError,
     StoreError,
 )
 from coldchain.evaluation import Evaluation, evaluate
@@ -37,8 +41,10 @@ __all__ = [
     "BrokerError",
     "ColdchainError",
     "ConfigError",
+    "CustodyEvent",
     "DecodeError",
     "DeliveryError",
+    "DossierError",
     "Evaluation",
     "ImportFileError",
     "IngestError",
@@ -51,9 +57,11 @@ __all__ = [
     "ShipmentError",
     "ShipmentMonitor",
     "ShipmentStatus",
+    "SigningError",
     "StoreError",
     "__version__",
     "alert_id",
+    "decode_custody_event",
     "decode_status",
     "decode_telemetry",
     "evaluate",
@@ -61,5 +69,6 @@ __all__ = [
     "load_routing",
     "mkt_c",
     "parse_profile",
+    "verify_dossier",
     "verify_signature",
 ]

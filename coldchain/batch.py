@@ -207,8 +207,10 @@ def _prepared(
     backwards, low, high = checked.row(0)
     if backwards:
         rows = _repeats(_sorted(rows.drop(_REPEAT), len(sids)).lazy()).collect(engine=_ENGINE)
+    rows = _unique(rows)
     # Flagged sorted, polars groups by shipment as contiguous slices, not through a hash table.
-    return _unique(rows).with_columns(pl.col(_IX).set_sorted()), sids, low, high
+    rows.replace_column(rows.get_column_index(_IX), rows.get_column(_IX).set_sorted())
+    return rows, sids, low, high
 
 
 def _ranges(rows: pl.DataFrame, caps: pl.Series) -> pl.DataFrame:

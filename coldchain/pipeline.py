@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from coldchain.alerting import Alerting
@@ -156,25 +156,32 @@ class Pipeline:
             prior_budget_min=prior_budget_min(self.store, self.profiles, shipment, now_ms=now),
         )
         self._monitors[shipment.id] = monitor
-        self._series[shipment.id] = shipment_series(self.store, shipment)
+        series = shipment_series(self.store, shipment)
+        if len(shipment.loggers) > 1:  # kept only where backups must be merged
+            self._series[shipment.id] = series
         stored = self.store.list_alerts(shipment_id=shipment.id)
         existing = {a.id for a in stored}
         self._ongoing[shipment.id] = {}
         for alert in stored:
             self._track(alert)
-        alerts = self._monitor_alerts(shipment.id, self._feed(shipment, {}), now)
+        firings = (
+            self._feed(shipment, series)
+            if len(shipment.loggers) > 1
+            else monitor.add(series.get(shipment.loggers[0], []))
+        )
+        alerts = self._monitor_alerts(shipment.id, firings, now)
         return [a for a in alerts if a.id not in existing]
 
-    def _feed(self, shipment: Shipment, new: dict[str, list[tuple[int, float]]]) -> list[Firing]:
-        """Give a shipment's monitor its new readings; with backups, the merged timeline."""
+    def _feed(self, shipment: Shipment, new: Mapping[str, list[tuple[int, float]]]) -> list[Firing]:
+        """Give a shipment's monitor its new readings; with backups, the merged timeline.
+
+        A single-logger shipment's readings go straight to its monitor, which keeps
+        them in order itself; only shipments with backups keep per-logger series.
+        """
         monitor = self._monitors[shipment.id]
+        if len(shipment.loggers) == 1:
+            return monitor.add(new.get(shipment.loggers[0], []))
         series = self._series[shipment.id]
-        if len(shipment.loggers) == 1 and series.get(shipment.loggers[0]) is not None:
-            primary = shipment.loggers[0]
-            if not new:
-                return monitor.add(series[primary])
-            series[primary] = prepare([*series[primary], *new.get(primary, [])])
-            return monitor.add(new.get(primary, []))
         for logger, points in new.items():
             series[logger] = prepare([*series.get(logger, []), *points])
         gap_ms = round(monitor.profile.max_gap_min * MS_PER_MIN)

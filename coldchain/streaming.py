@@ -102,7 +102,7 @@ class ShipmentMonitor:
         self.shipment_id = shipment_id
         self.profile = profile
         self.end_ms = end_ms
-        self.prior_budget_min = dict(prior_budget_min or {})
+        self._prior_budget_min = dict(prior_budget_min or {})
         self._changes = Changes()
         self._predicted: dict[LimitKey, Forecast] = {}
         self._critical_keys: tuple[LimitKey, ...] = tuple(
@@ -115,6 +115,20 @@ class ShipmentMonitor:
         self._closed: dict[LimitKey, list[Episode]] = {k: [] for k in self._keys}
         self._open: dict[LimitKey, _Run | None] = dict.fromkeys(self._keys)
         self._reported: dict[tuple[str, int], Firing] = {}
+        # an episode closed since firings were last computed; with no open run either,
+        # nothing can have started firing (the common case: readings in range)
+        self._closed_since_check = False
+
+    @property
+    def prior_budget_min(self) -> dict[str, float]:
+        """Budget minutes the lot used on earlier legs (SPEC §4.3)."""
+        return self._prior_budget_min
+
+    @prior_budget_min.setter
+    def prior_budget_min(self, value: dict[str, float]) -> None:
+        if value != self._prior_budget_min:
+            self._prior_budget_min = dict(value)
+            self._closed_since_check = True  # thresholds moved: look again
 
     @property
     def readings(self) -> int:
@@ -227,6 +241,7 @@ class ShipmentMonitor:
                         Episode(run.start_ms, prev_end, run.peak_c, run.peak_ms, run.count)
                     )
                     self._open[key] = None
+                    self._closed_since_check = True
         for key in self._keys:
             if self._open[key] is None and is_out(*key, temp):
                 self._open[key] = _Run(ts, temp, ts, 1)
@@ -245,6 +260,7 @@ class ShipmentMonitor:
                 run = _Run(tail.start_ms, tail.peak_c, tail.peak_ms, tail.readings)
             self._closed[key] = episodes
             self._open[key] = run
+        self._closed_since_check = True
 
     def _episodes(self, key: LimitKey, horizon_ms: int) -> list[Episode]:
         run = self._open[key]
@@ -272,6 +288,9 @@ class ShipmentMonitor:
         return found
 
     def _new_firings(self, *, horizon_ms: int) -> list[Firing]:
+        if not self._closed_since_check and not any(self._open.values()):
+            return []
+        self._closed_since_check = False
         new: list[Firing] = []
         for firing in self._all_firings(horizon_ms):
             ident = (firing.alarm_id, firing.episode_start_ms)

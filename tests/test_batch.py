@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import polars as pl
@@ -10,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coldchain.batch import evaluate_frame, measure_frame
-from coldchain.evaluation import evaluate, measure, prepare
+from coldchain.evaluation import Gap, evaluate, measure, prepare
 from coldchain.models import MS_PER_MIN
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, Profile, load_profiles
 
@@ -21,7 +23,8 @@ SCHEMA = {"shipment_id": pl.String, "ts_ms": pl.Int64, "temp_c": pl.Float64}
 # on a limit all occur: times in whole minutes (sometimes half minutes), limits
 # and temperatures on a 0.5 °C grid.
 LIMITS = (-1.0, 0.0, 2.0, 2.5, 8.0)
-TEMPS = st.integers(-6, 20).map(lambda k: k / 2)
+# -0.0 too: it equals 0.0, so which of the two a same-time pair keeps must not show.
+TEMPS = st.one_of(st.integers(-6, 20).map(lambda k: k / 2), st.just(-0.0))
 
 
 def frame(rows: list[tuple[str, int, float]]) -> pl.DataFrame:
@@ -93,8 +96,14 @@ def shipments(draw: st.DrawFn) -> dict[str, Any]:
             for b in profile_of[sid].budget
             if draw(st.booleans())
         }
-    rows = [(sid, t, v) for sid, pts in points.items() for t, v in pts]
-    rows = draw(st.permutations(rows))
+    # Any order; often as the store returns readings: grouped by shipment (in any order
+    # of shipments), and sorted by time within each, repeated times in arrival order.
+    order = draw(st.sampled_from(["shuffled", "grouped", "stored"]))
+    rows = draw(st.permutations([(sid, t, v) for sid, pts in points.items() for t, v in pts]))
+    if order != "shuffled":
+        rank = {sid: i for i, sid in enumerate(draw(st.permutations(list(points))))}
+        time = (lambda r: r[1]) if order == "stored" else (lambda r: 0)
+        rows = sorted(rows, key=lambda r: (rank[r[0]], time(r)))
     return {"points": points, "caps": caps, "profiles": profile_of, "prior": prior, "rows": rows}
 
 
@@ -238,3 +247,85 @@ def test_measure_frame_duplicates_keep_lowest_temperature(vaccine: Profile) -> N
     assert got["S-1"].min_c == 1.0
     assert got["S-1"] == measure(prepare(pts), vaccine, cap_ms=T0 + 120_000)
     assert got["S-2"] == measure(prepare(pts), vaccine, cap_ms=T0)
+
+
+# -- edge rules, in the reference and in batch alike -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cap_after_min", "gap"),
+    [
+        (45.0, (30.0, 45.0)),  # cut at the cap, not at the reading after it (60 min)
+        (30.0, None),  # the hold reaches the cap: nothing is missing
+        (30.0 - 1 / MS_PER_MIN, None),
+        (30.0 + 1 / MS_PER_MIN, (30.0, 30.0 + 1 / MS_PER_MIN)),  # 1 ms more cap, 1 ms of gap
+        (90.0, (30.0, 60.0)),  # an interior gap, as before
+    ],
+)
+def test_gap_is_cut_at_the_cap(
+    vaccine: Profile, cap_after_min: float, gap: tuple[float, float] | None
+) -> None:
+    """A reading after the cap (a logger clock ahead of an open shipment's evaluation time)
+    must not stretch the gap before it past the cap."""
+    pts = [(T0, 5.0), (T0 + 60 * MS_PER_MIN, 5.0)]  # vaccine-2-8: max_gap 30 min
+    cap = T0 + round(cap_after_min * MS_PER_MIN)
+    want = evaluate("S-1", vaccine, pts, now_ms=cap, end_ms=cap)
+    got = evaluate_frame(
+        frame([("S-1", t, v) for t, v in pts]), {"S-1": vaccine}, {"S-1": cap}, now_ms=cap
+    )["S-1"]
+    expected = () if gap is None else (Gap(*(T0 + round(m * MS_PER_MIN) for m in gap), False),)
+    assert want.measures.gaps == expected
+    assert got.measures == want.measures
+    assert got.to_json() == want.to_json()
+
+
+@pytest.mark.parametrize("first", [-0.0, 0.0])
+def test_negative_zero_reads_as_zero_whatever_the_arrival_order(
+    vaccine: Profile, first: float
+) -> None:
+    pts = [(T0, first), (T0, -first), (T0 + MS_PER_MIN, -0.0), (T0 + 2 * MS_PER_MIN, 0.0)]
+    cap = T0 + 3 * MS_PER_MIN
+    want = evaluate("S-1", vaccine, pts, now_ms=cap, end_ms=cap)
+    got = evaluate_frame(
+        frame([("S-1", t, v) for t, v in pts]), {"S-1": vaccine}, {"S-1": cap}, now_ms=cap
+    )["S-1"]
+    assert got.to_json() == want.to_json()
+    assert got.measures == want.measures
+    doc = want.to_json()
+    (episode,) = next(lim for lim in doc["limits"] if lim["limit_c"] == 2.0)["episodes"]
+    signs = {math.copysign(1.0, v) for v in (doc["min_c"], doc["max_c"], doc["mean_c"])}
+    assert signs == {1.0}
+    assert math.copysign(1.0, episode["peak_c"]) == 1.0
+    assert "-0.0" not in json.dumps(got.to_json())
+
+
+def test_measure_frame_peak_is_first_reached_even_on_a_sorted_column(vaccine: Profile) -> None:
+    """polars' arg_max returns the last of equal maxima on a column flagged sorted."""
+    pts = [(T0 + i * MS_PER_MIN, v) for i, v in enumerate([9.0, 10.0, 10.0, 10.0])]
+    readings = frame([("S-1", t, v) for t, v in pts]).with_columns(pl.col("temp_c").set_sorted())
+    got = measure_frame(readings, vaccine, {"S-1": T0 + 5 * MS_PER_MIN})["S-1"]
+    (episode,) = got.episodes["above", 8.0]
+    assert (episode.peak_c, episode.peak_ms) == (10.0, T0 + MS_PER_MIN)
+
+
+def test_measure_frame_extreme_temperature_spread(vaccine: Profile) -> None:
+    """Exponents too far apart for one reference (cryogenic next to hot): per-shipment maxima."""
+    pts = {"A": [(T0, -270.0), (T0 + MS_PER_MIN, 500.0)], "B": [(T0, -196.0), (T0 + 1, 25.0)]}
+    caps = {"A": T0 + 2 * MS_PER_MIN, "B": T0 + 3 * MS_PER_MIN}
+    rows = [(sid, t, v) for sid, ps in pts.items() for t, v in ps]
+    got = measure_frame(frame(rows), vaccine, caps)
+    for sid, ps in pts.items():
+        want = measure(prepare(ps), vaccine, cap_ms=caps[sid])
+        assert got[sid].lse_max == want.lse_max
+        assert got[sid].lse_sum == pytest.approx(want.lse_sum, rel=1e-12)
+        assert (got[sid].covered_ms, got[sid].episodes) == (want.covered_ms, want.episodes)
+
+
+def test_measure_frame_shipments_grouped_in_another_order_than_caps(vaccine: Profile) -> None:
+    pts = [(T0 + i * MS_PER_MIN, v) for i, v in enumerate([5.0, 9.0, 9.0, 1.0, 5.0])]
+    rows = [(sid, t, v) for sid in ("C", "A", "B") for t, v in pts]
+    caps = {"A": T0 + 10 * MS_PER_MIN, "B": T0 + 3 * MS_PER_MIN, "C": T0 + 2 * MS_PER_MIN}
+    got = measure_frame(frame(rows), vaccine, caps)
+    assert list(got) == ["A", "B", "C"]
+    for sid, cap in caps.items():
+        assert got[sid] == measure(prepare(pts), vaccine, cap_ms=cap)

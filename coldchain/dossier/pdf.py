@@ -289,7 +289,10 @@ def chart_image(
             )  # fmt: skip
     else:
         for ms, _ in chart.marks:
-            ax.plot([x(ms)], [ax.get_ylim()[1]], marker="v", ms=3, color="#5b6475", zorder=4)
+            ax.plot(
+                [x(ms)], [ax.get_ylim()[1]], marker="v", ms=3, color="#5b6475", zorder=4,
+                clip_on=False,
+            )  # fmt: skip
     tz = ZoneInfo(chart.zone)
     # matplotlib's date helpers are not annotated
     locator = mdates.AutoDateLocator(tz=tz, minticks=4, maxticks=9 if compact else 12)  # type: ignore[no-untyped-call]
