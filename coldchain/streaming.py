@@ -226,25 +226,25 @@ class ShipmentMonitor:
     # -- internals -----------------------------------------------------------
 
     def _append(self, ts: int, temp: float) -> None:
-        if self._ts:
-            prev_end = min(ts, self._ts[-1] + self._gap_ms)
-            for key in self._keys:
-                run = self._open[key]
-                if run is None:
-                    continue
-                if is_out(*key, temp):
-                    run.count += 1
-                    if (temp > run.peak_c) if key[0] == "above" else (temp < run.peak_c):
-                        run.peak_c, run.peak_ms = temp, ts
-                else:
-                    self._closed[key].append(
-                        Episode(run.start_ms, prev_end, run.peak_c, run.peak_ms, run.count)
-                    )
-                    self._open[key] = None
-                    self._closed_since_check = True
+        # the hot path of ingest: one comparison per limit, written out (SPEC §4.3, strict)
+        prev_end = min(ts, self._ts[-1] + self._gap_ms) if self._ts else ts
         for key in self._keys:
-            if self._open[key] is None and is_out(*key, temp):
-                self._open[key] = _Run(ts, temp, ts, 1)
+            above = key[0] == "above"
+            out = temp > key[1] if above else temp < key[1]
+            run = self._open[key]
+            if run is None:
+                if out:
+                    self._open[key] = _Run(ts, temp, ts, 1)
+            elif out:
+                run.count += 1
+                if (temp > run.peak_c) if above else (temp < run.peak_c):
+                    run.peak_c, run.peak_ms = temp, ts
+            else:
+                self._closed[key].append(
+                    Episode(run.start_ms, prev_end, run.peak_c, run.peak_ms, run.count)
+                )
+                self._open[key] = None
+                self._closed_since_check = True
         self._ts.append(ts)
         self._temps.append(temp)
 
