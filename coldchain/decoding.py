@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, NotRequired
 
@@ -245,7 +245,22 @@ def _fast_reading(r: _ReadingIn, logger_id: str, received_ms: int) -> Reading | 
     temp = float(r["temp_c"])
     if not MIN_TEMP_C <= temp <= MAX_TEMP_C:  # also refuses NaN and infinities
         return None
-    return _new_reading(
+    return _reading_of(
+        r, ts_ms, temp=temp, logger_id=logger_id, received_ms=received_ms, make=_new_reading
+    )
+
+
+def _reading_of(
+    r: Mapping[str, Any],
+    ts_ms: int,
+    *,
+    temp: float,
+    logger_id: str,
+    received_ms: int,
+    make: Callable[..., Reading],
+) -> Reading:
+    """A :class:`Reading` from a validated item; ``make`` is the fast or the plain constructor."""
+    return make(
         logger_id=logger_id,
         ts_ms=ts_ms,
         temp_c=temp,
@@ -271,18 +286,8 @@ def _native_reading(item: Any, where: str, logger_id: str, received_ms: int) -> 
     ts_ms = parse_ts_ms(r["ts"], field=f"{where}ts")
     temp = float(r["temp_c"])
     _check_temp(temp, field=f"{where}temp_c")
-    return Reading(
-        logger_id=logger_id,
-        ts_ms=ts_ms,
-        temp_c=temp,
-        seq=r.get("seq"),
-        raw_temp_c=temp,
-        rh_pct=r.get("rh_pct"),
-        lat=r.get("lat"),
-        lon=r.get("lon"),
-        light=r.get("light"),
-        shock_g=r.get("shock_g"),
-        received_ms=received_ms,
+    return _reading_of(
+        r, ts_ms, temp=temp, logger_id=logger_id, received_ms=received_ms, make=Reading
     )
 
 
