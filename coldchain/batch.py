@@ -7,8 +7,8 @@ computes one reading at a time, so that streaming equals batch. The rules are
 those of :mod:`coldchain.evaluation` (its module docstring states them); this
 module only restates them as frame operations:
 
-* rows are sorted by (shipment, time) and one row is kept per (shipment, time):
-  the lowest temperature, ``-0.0`` read as ``0.0``, as
+* rows are sorted by (shipment, time) and count once per (shipment, time),
+  with the lowest temperature, ``-0.0`` read as ``0.0``, as
   :func:`~coldchain.evaluation.prepare`;
 * a reading's hold ends at ``max(t, min(next t or cap, t + max_gap, cap))``;
 * a gap follows a reading whose hold ends before ``min(next t, cap)``; it is
@@ -20,11 +20,14 @@ module only restates them as frame operations:
   finished by :func:`coldchain.evaluation.assemble`.
 
 Why it is fast (benchmarks/bench_eval.py, docs/BENCHMARKS.md): stored readings
-come sorted by shipment and time, which one cheap pass detects, so the usual
-frame is never sorted; shipment ids become their position in ``caps`` (u32),
-so every grouping is over a sorted integer key and polars aggregates it as
-contiguous slices; per-row work is one lazy query with a column per limit; the
-per-shipment and per-episode tables are small, and only they reach Python.
+come grouped by shipment and sorted by time, which one cheap pass checks, so
+the usual frame is neither hashed by shipment id nor sorted: shipments are
+keyed by their runs of equal ids (u32, ascending), every grouping is over that
+key flagged sorted, which polars aggregates as contiguous slices, and repeated
+times are merged in place rather than filtered out. The per-shipment sums run
+in the streaming engine, on both cores; the rest works on the few rows that
+matter (out of range, before a gap, last of a shipment). Only small
+per-shipment and per-episode tables reach Python.
 
 All time arithmetic is in integer epoch milliseconds UTC, so times and
 durations are identical to the Python walk; the float sums (mean, MKT) may
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import polars as pl
@@ -60,11 +64,12 @@ READING_COLUMNS = (SHIPMENT, TS, TEMP)
 """Columns :func:`measure_frame` reads: shipment id (str), device time (epoch ms UTC), °C."""
 
 # Internal column names.
-_IX = "_ix"  # the shipment's position in ``caps``: u32, cheap to sort, compare and group
+_IX = "_ix"  # a shipment's key (u32): its run in a grouped frame, else its place in ``caps``
 _SPAN = "_span"  # ms from the reading to min(next reading, cap)
 _LSE = "_lse"
-_REPEAT = "_repeat"  # same shipment and time as the row before
 _START = "_start"
+_FIRST_ROW = "_first_row"
+_LAST_ROW = "_last_row"
 _STOP = "_stop"
 _CAP = "_cap"
 _RUN = "_run"
@@ -75,11 +80,12 @@ _ROW = "_row"
 _T = TypeVar("_T")
 
 _ENGINE: Final = "in-memory"
-"""Row-order work (shifts, run ids, grouped runs) measured faster in the in-memory engine than
-in the streaming one (polars 2.1, 2 cores, benchmarks/bench_eval.py)."""
-_SUMMARY_ENGINE: Final = "streaming"
-"""The per-shipment sums, a chain of arithmetic per row, take about a quarter less CPU in the
-streaming engine, which runs the chain on cache-sized morsels (same benchmark)."""
+"""Row-order work (shifts, run ids) measured faster in the in-memory engine than in the
+streaming one (polars 2.1, 2 cores, benchmarks/bench_eval.py: ids to keys 48 against 82 ms)."""
+_PARALLEL_ENGINE: Final = "streaming"
+"""Work with no row order but a filter's: per-shipment sums (a chain of arithmetic per row)
+and the filter of out-of-range rows, which the streaming engine spreads over both cores in
+cache-sized morsels (same benchmark: sums 110 against 210 ms, filter 14 against 22 ms)."""
 
 
 def _is_out(key: LimitKey, temp: pl.Expr) -> pl.Expr:
@@ -117,9 +123,10 @@ def _keyed(readings: pl.DataFrame, caps: Mapping[str, int]) -> tuple[pl.DataFram
     temp = pl.col(TEMP).cast(pl.Float64)
     values = (pl.col(TS).cast(pl.Int64), pl.when(temp == 0.0).then(0.0).otherwise(temp).alias(TEMP))
     runs = readings.select(sid.rle_id().alias(_IX), *values)
-    if runs.is_empty() or runs.item(-1, _IX) < len(caps):  # no more runs than shipments
-        key = pl.col(_IX)
-        firsts = runs.select((key != key.shift(1)).fill_null(value=True).arg_true()).to_series()
+    count = runs.item(-1, _IX) + 1 if runs.height else 0
+    if count <= len(caps):  # else some shipment is split over several runs
+        numbers = pl.int_range(count, dtype=pl.UInt32, eager=True)
+        firsts = runs.get_column(_IX).search_sorted(numbers, side="left")
         names = readings.get_column(SHIPMENT).gather(firsts).cast(pl.String).to_list()
         if len(set(names)) == len(names) and all(name in caps for name in names):
             return runs, names
@@ -157,60 +164,80 @@ def _sorted(coded: pl.DataFrame, shipments: int) -> pl.DataFrame:
     return coded.sort(packed)
 
 
-def _repeats(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """Adds ``_REPEAT``: same shipment and time as the row before (rows sorted)."""
-    ix, ts = pl.col(_IX), pl.col(TS)
-    repeat = ((ix == ix.shift(1)) & (ts == ts.shift(1))).fill_null(value=False)
-    return rows.with_columns(repeat.alias(_REPEAT))
+def _repeat(ix: pl.Expr, ts: pl.Expr) -> pl.Expr:
+    """Same shipment and time as the row before (rows sorted)."""
+    return ((ix == ix.shift(1)) & (ts == ts.shift(1))).fill_null(value=False)
 
 
-def _unique(rows: pl.DataFrame) -> pl.DataFrame:
-    """Sorted rows flagged by :func:`_repeats`, one row per (shipment, time): the lowest °C.
+def _merge_repeats(rows: pl.DataFrame, repeats: pl.Series) -> pl.DataFrame:
+    """Sorted rows where each run of one (shipment, time) carries its lowest temperature.
 
-    Repeated times are rare, so the lowest of each is found among the
-    repeated rows only and written into the first row of its run.
+    As :func:`~coldchain.evaluation.prepare` keeps only that reading. The
+    ``repeats`` (row numbers, ascending, of rows with the shipment and time of
+    the row before) stay, as copies of it: every row of a run but the last
+    holds for zero time (the next row has the same time), so sums, extremes,
+    episodes and gaps come out as without them; only counts subtract them.
+    Repeats are rare; dropping them would copy every column.
     """
-    repeat = rows.get_column(_REPEAT)
-    if repeat.any():
-        involved = (repeat | repeat.shift(-1, fill_value=False)).arg_true()
-        lowest = (
-            rows.select(_IX, TS, TEMP)
-            .select(pl.all().gather(involved))
-            .with_columns(involved.alias(_ROW))
-            .group_by(_IX, TS)
-            .agg(pl.col(_ROW).min(), pl.col(TEMP).min())
-        )
-        temps = rows.get_column(TEMP).scatter(lowest.get_column(_ROW), lowest.get_column(TEMP))
-        rows = rows.with_columns(temps).filter(~repeat)
-    return rows.drop(_REPEAT)
+    if repeats.is_empty():
+        return rows
+    involved = pl.concat([repeats - 1, repeats]).unique().sort()
+    lowest = rows.select(pl.all().gather(involved)).select(
+        pl.col(TEMP).min().over(_IX, TS), involved.alias(_ROW)
+    )
+    temps = rows.get_column(TEMP).scatter(lowest.get_column(_ROW), lowest.get_column(TEMP))
+    return rows.with_columns(temps)
 
 
-def _prepared(
-    readings: pl.DataFrame, caps: Mapping[str, int]
-) -> tuple[pl.DataFrame, list[str], float, float]:
-    """:func:`_keyed` rows sorted by (key, time), one row per (key, time); lowest, highest °C.
+def _repeats_within(repeats: pl.Series, first: pl.Series, last: pl.Series) -> pl.Series:
+    """How many of the ``repeats`` row numbers lie in each ``[first, last]``."""
+    if repeats.is_empty():
+        return pl.zeros(len(first), dtype=pl.UInt32, eager=True)
+    inside = repeats.search_sorted(last, side="right") - repeats.search_sorted(first, side="left")
+    return inside.cast(pl.UInt32)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Readings keyed by shipment (``_IX``, ``TS``, ``TEMP``), sorted by key and time."""
+
+    rows: pl.DataFrame
+    sids: list[str]  # shipment id of each key
+    repeats: pl.Series  # row numbers of repeated (key, time) rows: see _merge_repeats
+    low_c: float
+    high_c: float
+
+
+def _prepared(readings: pl.DataFrame, caps: Mapping[str, int]) -> _Prepared:
+    """:func:`_keyed` rows sorted by (key, time), repeated times merged; lowest and highest °C.
 
     Stored readings arrive sorted (the store reads them by shipment and time),
     so one pass checks it and the sort is skipped.
     """
-    keyed, sids = _keyed(readings, caps)
-    if keyed.is_empty():
-        return keyed, sids, 0.0, 0.0
+    rows, sids = _keyed(readings, caps)
+    if rows.is_empty():
+        return _Prepared(rows, sids, pl.Series(_ROW, [], dtype=pl.UInt32), 0.0, 0.0)
     ix, ts, temp = pl.col(_IX), pl.col(TS), pl.col(TEMP)
-    flagged = _repeats(keyed.lazy())
-    checks = flagged.select(
-        ((ix < ix.shift(1)) | ((ix == ix.shift(1)) & (ts < ts.shift(1)))).any().alias("backwards"),
-        temp.min().alias("low"),
-        temp.max().alias("high"),
+    backwards, repeats, low, high = (
+        rows.lazy()
+        .select(
+            ((ix < ix.shift(1)) | ((ix == ix.shift(1)) & (ts < ts.shift(1)))).any().alias("b"),
+            _repeat(ix, ts).arg_true().implode().alias(_ROW),
+            temp.min().alias("low"),
+            temp.max().alias("high"),
+        )
+        .collect(engine=_ENGINE)
+        .row(0)
     )
-    rows, checked = pl.collect_all([flagged, checks], engine=_ENGINE)
-    backwards, low, high = checked.row(0)
     if backwards:
-        rows = _repeats(_sorted(rows.drop(_REPEAT), len(sids)).lazy()).collect(engine=_ENGINE)
-    rows = _unique(rows)
+        rows = _sorted(rows, len(sids))  # which may bring repeated times together
+        repeats = rows.select(_repeat(ix, ts).arg_true()).to_series()
+    else:
+        repeats = pl.Series(_ROW, repeats, dtype=pl.UInt32)
+    rows = _merge_repeats(rows, repeats)
     # Flagged sorted, polars groups by shipment as contiguous slices, not through a hash table.
     rows.replace_column(rows.get_column_index(_IX), rows.get_column(_IX).set_sorted())
-    return rows, sids, low, high
+    return _Prepared(rows, sids, repeats, low, high)
 
 
 def _ranges(rows: pl.DataFrame, caps: pl.Series) -> pl.DataFrame:
@@ -260,7 +287,7 @@ def _summary(rows: pl.LazyFrame, profile: Profile, reference: float | None) -> p
     """Per shipment: extremes, coverage and the weighted sum for the mean.
 
     With a ``reference`` exponent also Σ wᵢ·exp(aᵢ − reference) for MKT; without,
-    max aᵢ (for :func:`_lse`).
+    max aᵢ, for :func:`_lse` to take the sum in a second pass.
     """
     temp = pl.col(TEMP)
     w = _hold(profile)
@@ -295,56 +322,64 @@ def _lse(rows: pl.LazyFrame, profile: Profile, tops: pl.Series, *, weighted: boo
     )
 
 
-def _out_rows(rows: pl.DataFrame, keys: tuple[LimitKey, ...]) -> pl.DataFrame:
-    """The rows out of range for some limit, few in a good shipment, with their row number."""
-    temp = pl.col(TEMP)
-    out = pl.any_horizontal(*(_is_out(k, temp) for k in keys))  # a profile has a limit
-    numbers = rows.select(out.arg_true()).to_series().alias(_ROW)
-    return rows.select(pl.all().gather(numbers)).with_columns(numbers)
+def _notable(rows: pl.LazyFrame, keys: tuple[LimitKey, ...], gap_ms: int) -> pl.DataFrame:
+    """The rows that start or end something, with their row number: out of range for some
+    limit (a profile has one), or followed by a gap. Few, in a good shipment."""
+    out = pl.any_horizontal(*(_is_out(k, pl.col(TEMP)) for k in keys))
+    notable = out | (pl.col(_SPAN) > gap_ms)
+    return rows.with_row_index(_ROW).filter(notable).collect(engine=_PARALLEL_ENGINE)
 
 
-def _episodes(out_rows: pl.LazyFrame, key: LimitKey, gap_ms: int) -> pl.LazyFrame:
-    """Episodes of one limit: shipment, start, end, peak, peak time, count; by shipment, start.
+def _episodes(
+    notable: pl.DataFrame, key: LimitKey, gap_ms: int, repeats: pl.Series
+) -> pl.DataFrame:
+    """Episodes of one limit, by shipment and start: ``_IX``, start, end, peak, peak time, count.
 
     Among the rows out of range for this limit, a run goes on while the row
-    numbers follow each other within one shipment.
+    numbers follow each other within one shipment; ``repeats`` (see
+    :func:`_merge_repeats`) are not counted.
     """
     ix, ts, temp, row = pl.col(_IX), pl.col(TS), pl.col(TEMP), pl.col(_ROW)
     starts = ((row != row.shift(1) + 1) | (ix != ix.shift(1))).fill_null(value=True)
-    above = key[0] == "above"
-    # arg_max/arg_min give the first of equal extremes (the temperature column never carries
-    # a sorted flag here, which would make polars return the last): the first time the peak
-    # is reached, as measure().
-    peak_at = temp.arg_max() if above else temp.arg_min()
-    return (
-        out_rows.filter(_is_out(key, temp))
-        .with_columns(starts.cum_sum().set_sorted().alias(_RUN))
-        .group_by(_RUN, maintain_order=True)
-        .agg(
-            ix.first(),
-            ts.first().alias("start"),
-            (ts.last() + pl.col(_SPAN).last().clip(0, gap_ms)).alias("end"),
-            (temp.max() if above else temp.min()).alias("peak"),
-            ts.get(peak_at).alias("peak_ms"),
-            pl.len().alias("n"),
-        )
-        .drop(_RUN)
+    found = (
+        notable.lazy()
+        .filter(_is_out(key, temp))
+        .with_columns(starts.cum_sum().set_sorted().alias(_RUN))  # 1, 2, ... in row order
+        .collect(engine=_ENGINE)
     )
+    episodes = found.group_by(_RUN, maintain_order=True).agg(
+        ix.first(),
+        ts.first().alias("start"),
+        (ts.last() + pl.col(_SPAN).last().clip(0, gap_ms)).alias("end"),
+        (temp.max() if key[0] == "above" else temp.min()).alias("peak"),
+        pl.len().alias("n"),
+        row.first().alias(_FIRST_ROW),
+        row.last().alias(_LAST_ROW),
+    )
+    # The first time the peak is reached, as measure(): rows are in time order. (Not arg_max,
+    # which on a column flagged sorted returns the last of equal maxima.)
+    peaks = episodes.get_column("peak").gather(found.get_column(_RUN) - 1)
+    reached = found.filter(found.get_column(TEMP) == peaks).group_by(_RUN, maintain_order=True)
+    peak_ms = reached.agg(ts.first()).get_column(TS).alias("peak_ms")
+    counts = episodes.get_column("n") - _repeats_within(
+        repeats, episodes.get_column(_FIRST_ROW), episodes.get_column(_LAST_ROW)
+    )
+    return episodes.select(_IX, "start", "end", "peak", peak_ms, counts)
 
 
-def _gaps(rows: pl.DataFrame, keys: tuple[LimitKey, ...], gap_ms: int) -> pl.DataFrame:
+def _gaps(
+    rows: pl.DataFrame, notable: pl.DataFrame, keys: tuple[LimitKey, ...], gap_ms: int
+) -> pl.DataFrame:
     """Gaps: shipment, start, end, counted (both bounding readings out for some limit)."""
-    found = rows.select((pl.col(_SPAN) > gap_ms).arg_true()).to_series()
-    following = found + 1
+    before = notable.filter(pl.col(_SPAN) > gap_ms)
+    following = before.get_column(_ROW) + 1
     there = rows.select(_IX, TEMP)[following.clip(upper_bound=max(rows.height - 1, 0))]
-    same = (following < rows.height) & (rows.get_column(_IX).gather(found) == there.get_column(_IX))
+    same = (following < rows.height) & (before.get_column(_IX) == there.get_column(_IX))
     ts, temp, after = pl.col(TS), pl.col(TEMP), pl.col(_AFTER)
     both_out = [_is_out(key, temp) & _is_out(key, after) for key in keys]
     counted = pl.col(_SAME) & pl.any_horizontal(*both_out)
-    return (
-        rows[found]
-        .with_columns(there.get_column(TEMP).alias(_AFTER), same.alias(_SAME))
-        .select(_IX, (ts + gap_ms).alias("start"), (ts + pl.col(_SPAN)).alias("end"), counted)
+    return before.with_columns(there.get_column(TEMP).alias(_AFTER), same.alias(_SAME)).select(
+        _IX, (ts + gap_ms).alias("start"), (ts + pl.col(_SPAN)).alias("end"), counted
     )
 
 
@@ -364,6 +399,38 @@ MAX_EXPONENT_SPREAD: Final = 600.0
 one reference for all shipments, then rescaled to each shipment's own max a:
 exp(−600) ≈ 1e−261 is still a normal double, so no term loses precision. Physical
 temperatures are far inside it (−196 °C to +100 °C at 83 kJ/mol span about 103)."""
+
+
+def _reference(profile: Profile, low_c: float, high_c: float) -> float | None:
+    """One exponent to scale every shipment's MKT sum by, when that loses nothing.
+
+    See MAX_EXPONENT_SPREAD; a increases with the temperature above absolute zero.
+    """
+    if low_c <= -KELVIN:
+        return None
+    energy = profile.activation_energy_kj_mol
+    top = arrhenius_exponent(high_c, energy)
+    return top if top - arrhenius_exponent(low_c, energy) <= MAX_EXPONENT_SPREAD else None
+
+
+def _mkt_sums(
+    rows: pl.LazyFrame,
+    profile: Profile,
+    summary: pl.DataFrame,
+    reference: float | None,
+    keys: int,
+) -> tuple[list[float], list[float]]:
+    """Per row of ``summary``: max aᵢ and Σ wᵢ·exp(aᵢ − max a), as measure() scales them."""
+    energy = profile.activation_energy_kj_mol
+    if reference is not None:
+        # max a from max v: a increases with v, so this is max(aᵢ) bit for bit.
+        tops = [arrhenius_exponent(v, energy) for v in summary.get_column("max").to_list()]
+        sums = summary.get_column(_LSE).to_list()
+        return tops, [s * math.exp(reference - top) for s, top in zip(sums, tops, strict=True)]
+    tops = summary.get_column(_LSE).to_list()
+    by_ix = pl.zeros(keys, dtype=pl.Float64, eager=True).scatter(summary.get_column(_IX), tops)
+    second = _lse(rows, profile, by_ix, weighted=True).collect(engine=_ENGINE)
+    return tops, second.get_column(_LSE).to_list()
 
 
 def measure_frame(
@@ -387,53 +454,40 @@ def measure_frame(
     _check_readings(readings)
     keys = profile.limit_keys()
     gap_ms = round(profile.max_gap_min * MS_PER_MIN)
-    energy = profile.activation_energy_kj_mol
-    prepared, sids, low, high = _prepared(readings, caps)
+    prepared = _prepared(readings, caps)
+    sids = prepared.sids
     cap_by_ix = pl.Series(values=[caps[sid] for sid in sids], dtype=pl.Int64)
-    ranges = _ranges(prepared, cap_by_ix)
-    frame = _with_spans(prepared, ranges, cap_by_ix)
+    ranges = _ranges(prepared.rows, cap_by_ix)
+    frame = _with_spans(prepared.rows, ranges, cap_by_ix)
     rows = frame.lazy()
-    # One reference exponent for the whole frame when that loses nothing (see
-    # MAX_EXPONENT_SPREAD); a increases with the temperature above absolute zero.
-    reference = None
-    if low > -KELVIN:
-        top = arrhenius_exponent(high, energy)
-        if top - arrhenius_exponent(low, energy) <= MAX_EXPONENT_SPREAD:
-            reference = top
-    out_rows = _out_rows(frame, keys).lazy()
-    summary = _summary(rows, profile, reference).collect(engine=_SUMMARY_ENGINE)
-    episode_frames = pl.collect_all(
-        [_episodes(out_rows, key, gap_ms) for key in keys], engine=_ENGINE
-    )
+    reference = _reference(profile, prepared.low_c, prepared.high_c)
+    summary = _summary(rows, profile, reference).collect(engine=_PARALLEL_ENGINE)
     ixs = summary.get_column(_IX)
-    if reference is not None:
-        # max a from max v: a increases with v, so this is max(aᵢ) bit for bit.
-        tops = [arrhenius_exponent(v, energy) for v in summary.get_column("max").to_list()]
-        sums = summary.get_column(_LSE).to_list()
-        lse_w = [s * math.exp(reference - top) for s, top in zip(sums, tops, strict=True)]
-    else:
-        tops = summary.get_column(_LSE).to_list()
-        by_ix = pl.zeros(len(sids), dtype=pl.Float64, eager=True).scatter(ixs, tops)
-        second = _lse(rows, profile, by_ix, weighted=True).collect(engine=_ENGINE)
-        lse_w = second.get_column(_LSE).to_list()
+    tops, lse_w = _mkt_sums(rows, profile, summary, reference, len(sids))
     # Shipments whose every reading holds for zero time are weighed equally, as measure() does.
     unweighted: dict[int, tuple[float, float]] = {}
     zero = summary.filter(pl.col("covered") == 0).get_column(_IX)
     if len(zero):
         by_ix = pl.zeros(len(sids), dtype=pl.Float64, eager=True).scatter(ixs, tops)
-        part = rows.filter(pl.col(_IX).is_in(zero.implode()))
+        unique = ~_repeat(pl.col(_IX), pl.col(TS))
+        part = rows.filter(pl.col(_IX).is_in(zero.implode()) & unique)
         equal = _lse(part, profile, by_ix, weighted=False).collect(engine=_ENGINE)
         unweighted = {ix: (lse, mean) for ix, lse, mean in equal.iter_rows()}
 
-    episodes = [_by_shipment(f, Episode) for f in episode_frames]
-    found_gaps = _by_shipment(_gaps(frame, keys, gap_ms), Gap)
+    notable = _notable(rows, keys, gap_ms)
+    episodes = [
+        _by_shipment(_episodes(notable, key, gap_ms, prepared.repeats), Episode) for key in keys
+    ]
+    found_gaps = _by_shipment(_gaps(frame, notable, keys, gap_ms), Gap)
     ts = frame.get_column(TS)
+    starts, stops = ranges.get_column(_START), ranges.get_column(_STOP)
+    counts = stops - starts - _repeats_within(prepared.repeats, starts, stops - 1)
     result: dict[str, Measures] = {}
     for ix, n, first, last, low_c, high_c, covered, sum_w, top, lse_weighted in zip(
         ixs.to_list(),
-        (ranges.get_column(_STOP) - ranges.get_column(_START)).to_list(),
-        ts.gather(ranges.get_column(_START)).to_list(),
-        ts.gather(ranges.get_column(_STOP) - 1).to_list(),
+        counts.to_list(),
+        ts.gather(starts).to_list(),
+        ts.gather(stops - 1).to_list(),
         summary.get_column("min").to_list(),
         summary.get_column("max").to_list(),
         summary.get_column("covered").to_list(),
@@ -490,8 +544,12 @@ def evaluate_frame(
         msg = f"shipments with no cap: {no_cap[:5]}"
         raise ValueError(msg)
     groups: dict[Profile, dict[str, int]] = {}
+    last: Profile | None = None
+    group: dict[str, int] = {}
     for sid, profile in profiles_by_shipment.items():
-        groups.setdefault(profile, {})[sid] = caps[sid]
+        if profile is not last:  # a profile hashes all its fields: only when it changes
+            last, group = profile, groups.setdefault(profile, {})
+        group[sid] = caps[sid]
 
     measures: dict[str, Measures] = {}
     if len(groups) == 1:  # measure_frame itself refuses readings of unknown shipments
