@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import profiles
 
 from coldchain.batch import evaluate_frame, measure_frame
 from coldchain.evaluation import Gap, evaluate, measure, prepare
@@ -22,52 +23,12 @@ SCHEMA = {"shipment_id": pl.String, "ts_ms": pl.Int64, "temp_c": pl.Float64}
 # A coarse grid so that ties, holds exactly equal to max_gap and values exactly
 # on a limit all occur: times in whole minutes (sometimes half minutes), limits
 # and temperatures on a 0.5 °C grid.
-LIMITS = (-1.0, 0.0, 2.0, 2.5, 8.0)
 # -0.0 too: it equals 0.0, so which of the two a same-time pair keeps must not show.
 TEMPS = st.one_of(st.integers(-6, 20).map(lambda k: k / 2), st.just(-0.0))
 
 
 def frame(rows: list[tuple[str, int, float]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
-
-
-@st.composite
-def limited(draw: st.DrawFn) -> dict[str, float]:
-    side = draw(st.sampled_from(["above_c", "below_c"]))
-    return {side: draw(st.sampled_from(LIMITS))}
-
-
-@st.composite
-def profiles(draw: st.DrawFn, name: str = "p") -> Profile:
-    alarms: list[dict[str, Any]] = []
-    for i in range(draw(st.integers(0, 4))):
-        delay = draw(st.sampled_from([None, 0.0, 1.0, 2.5, 5.0]))
-        cumulative = draw(st.sampled_from([None, 0.0, 3.0, 10.0]))
-        if delay is None and cumulative is None:
-            delay = 0.0
-        alarm: dict[str, Any] = {"id": f"a{i}", **draw(limited())}
-        alarm["severity"] = draw(st.sampled_from(["info", "warning", "critical"]))
-        if delay is not None:
-            alarm["delay_min"] = delay
-        if cumulative is not None:
-            alarm["cumulative_min"] = cumulative
-        alarms.append(alarm)
-    budgets = [
-        {"id": f"b{i}", "allowance_min": draw(st.sampled_from([1.0, 5.0, 30.0])), **draw(limited())}
-        for i in range(draw(st.integers(0 if alarms else 1, 2)))
-    ]
-    return Profile.model_validate(
-        {
-            "id": name,
-            "name": name,
-            "max_gap_min": draw(st.sampled_from([0.5, 1.0, 2.0, 3.0, 5.0])),
-            "mkt": draw(st.booleans()),
-            "activation_energy_kj_mol": draw(st.sampled_from([83.144, 60.0])),
-            "alarms": alarms,
-            "budget": budgets,
-            "sha256": name * 4,
-        }
-    )
 
 
 @st.composite

@@ -8,7 +8,7 @@ import random
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_batch import profiles as random_profiles
+from strategies import profiles as random_profiles
 
 from coldchain.evaluation import evaluate
 from coldchain.models import MS_PER_MIN
