@@ -9,12 +9,11 @@ SHELL := bash
 .DELETE_ON_ERROR:
 
 PYTHON ?= python3
-UV ?= uv
 VENV := .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/python -m pip
-# Progress bars only clutter CI logs.
-PIP_INSTALL := $(PIP) install --progress-bar off
+UV := $(BIN)/uv
+# uv never downloads a Python of its own here: the venv's interpreter is the one.
+export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
@@ -31,30 +30,45 @@ help:
 	@echo "make bench-eval    evaluation of 10M readings: batch, streaming, Python, bare group-by"
 	@echo "make venv          create .venv from requirements.lock"
 	@echo "make lock          re-resolve requirements.lock after editing dependencies"
-	@echo "                   (needs uv: pip install uv; LOCK_ARGS=--upgrade to take new releases)"
+	@echo "                   (LOCK_ARGS=--upgrade to take new releases)"
 	@echo "make clean         remove .venv and caches"
 	@echo "Pass pytest options with PYTEST_ARGS, e.g. make test PYTEST_ARGS='-k mkt -x'"
 
 venv: $(VENV)/.project.stamp
 
-# A changed lock rebuilds the venv from scratch, so packages dropped from the
-# lock do not linger and hide a missing pin.
-$(VENV)/.deps.stamp: requirements.lock
+# The venv is created once and then kept: every later step brings it back to
+# the lock, so a retry after a failed download never throws away a working venv.
+# Step 1: the installer. The machine's pip (any version since 8) only installs
+# one hashed wheel, uv, pinned in requirements-bootstrap.lock.
+$(UV): requirements-bootstrap.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "coldchain needs Python >= 3.11; set PYTHON=python3.x" >&2; exit 1; }
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV) \
-	  || { echo "could not create $(VENV); on Debian: apt-get install python3-venv" >&2; exit 1; }
-	$(PIP_INSTALL) --require-hashes -r requirements.lock
-	touch $@
+	@if ! $(BIN)/python -c '' 2>/dev/null; then \
+	  echo "==> creating $(VENV) with $$($(PYTHON) --version)"; \
+	  rm -rf $(VENV); \
+	  $(PYTHON) -m venv $(VENV) \
+	    || { echo "could not create $(VENV); on Debian: apt-get install python3-venv" >&2; exit 1; }; \
+	fi
+	@echo "==> installing uv, pinned and hashed (requirements-bootstrap.lock)"
+	@$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps --require-hashes \
+	  -r requirements-bootstrap.lock
+	@touch $@
 
-# The project itself: editable, and --no-deps because the lock already
-# installed every dependency; pip check then catches a dependency added to
-# pyproject.toml but not yet to the lock.
+# Step 2: exactly the lock, nothing resolved at install time, nothing else kept.
+$(VENV)/.deps.stamp: requirements.lock $(UV)
+	@echo "==> installing requirements.lock into $(VENV) (uv pip sync)"
+	@$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
+	@touch $@
+
+# Step 3: the project itself, editable and --no-deps (the lock installed every
+# dependency); uv pip check then catches a dependency added to pyproject.toml
+# but not yet to the lock.
 $(VENV)/.project.stamp: $(VENV)/.deps.stamp pyproject.toml
-	$(PIP_INSTALL) --no-deps --editable .
-	$(PIP) check || { echo "requirements.lock is out of date: run 'make lock'" >&2; exit 1; }
-	touch $@
+	@echo "==> installing coldchain into $(VENV) (editable)"
+	@$(UV) pip install --quiet --no-deps --python $(BIN)/python --editable .
+	@$(UV) pip check --quiet --python $(BIN)/python \
+	  || { echo "requirements.lock is out of date: run 'make lock'" >&2; exit 1; }
+	@touch $@
 
 # System programs the tests need: mosquitto, and poppler-utils for the dossier PDFs.
 mosquitto system-deps:
@@ -87,10 +101,12 @@ bench-alerts: venv
 bench-eval: venv
 	$(BIN)/python -m benchmarks.bench_eval
 
-lock:
-	@command -v $(UV) >/dev/null || { echo "make lock needs uv: pip install uv" >&2; exit 1; }
+lock: $(UV)
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
-	  --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements.lock
+	  --generate-hashes --quiet --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements.lock
+	@echo "uv==$$($(UV) --version | cut -d' ' -f2)" \
+	  | $(UV) pip compile - --universal --python-version 3.11 --generate-hashes --quiet \
+	    --custom-compile-command "make lock" -o requirements-bootstrap.lock
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -2,7 +2,7 @@
 
 Starts its own Mosquitto on a free loopback port (temp config, persistence
 off) and measures, as medians of ``--runs`` runs, for two loads (single
-readings and 100-reading packs, QoS 1, from :func:`simulators.loadgen.make_load`):
+readings and 100-reading packs, QoS 1, from :func:`coldchain.simulation.loadgen.make_load`):
 
 (a) a bare paho subscriber (MQTT 5, QoS 1) that only counts messages;
 (b) the coldchain pipeline as ``serve`` runs it: :class:`coldchain.mqtt.Subscriber`
@@ -71,10 +71,10 @@ from coldchain.models import MS_PER_MIN, Reading, Shipment, ShipmentStatus
 from coldchain.mqtt import Subscriber, parse_broker_url
 from coldchain.pipeline import Pipeline
 from coldchain.profiles import ProfileSet
+from coldchain.simulation.loadgen import make_load
+from coldchain.simulation.publish import Outgoing, publish
 from coldchain.store.sqlite import SqliteStore
 from coldchain.topics import subscriptions
-from simulators.loadgen import make_load
-from simulators.publish import Outgoing, publish
 
 PRODUCT = "vaccine-2-8"
 LOGGERS = 1_000
@@ -113,7 +113,7 @@ if not console.is_terminal:
 def mosquitto_binary() -> str:
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
     if binary is None:
-        sys.exit("mosquitto is not installed; run scripts/install-mosquitto.sh")
+        sys.exit("mosquitto is not installed; run scripts/install-system-deps.sh")
     return binary
 
 

@@ -44,7 +44,7 @@ def _mosquitto_binary() -> str:
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
     if binary is None:
         pytest.fail(
-            "mosquitto is not installed; run scripts/install-mosquitto.sh "
+            "mosquitto is not installed; run scripts/install-system-deps.sh "
             "(or `make test`, which runs it)",
             pytrace=False,
         )
@@ -62,7 +62,7 @@ def _mosquitto_config(port: int, data_dir: Path) -> str:
     """The shipped config, moved onto `port` and into `data_dir`.
 
     Testing the shipped file itself (not a copy of its settings) is what makes
-    it "a tested broker configuration" (SPEC §10).
+    it "a tested broker configuration" (docs/BROKER.md).
     """
     replaced = {
         "listener": f"listener {port} 127.0.0.1",
@@ -142,7 +142,7 @@ def mqtt_topic_prefix() -> str:
     """A topic prefix no other test uses, so tests sharing a broker never see
     each other's messages (retained ones included).
 
-    No trailing slash, like the configurable `coldchain/v1` prefix (SPEC §2),
+    No trailing slash, like the configurable `coldchain/v1` prefix (docs/PROTOCOL.md, topics),
     so it can be passed where that prefix is expected.
     """
     return f"coldchain-test/{uuid.uuid4().hex}"
