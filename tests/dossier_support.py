@@ -30,10 +30,10 @@ from coldchain.profiles import ProfileSet
 from coldchain.store import Store, open_store
 from coldchain.testing import FakeClock
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-EPCIS_SCHEMA = SHARED / "reference" / "epcis" / "EPCIS-JSON-Schema.json"
-EPCIS_EXAMPLES = sorted((SHARED / "reference" / "epcis").glob("*.jsonld"))
-QTAG_RUN3 = SHARED / "samples" / "berlinger" / "QTag-CLm-doc-LR" / "RCPJ00010_03_202304201359.txt"
+DATA = Path(__file__).resolve().parent / "data"  # where each file came from: data/SOURCES.md
+EPCIS_SCHEMA = DATA / "epcis" / "EPCIS-JSON-Schema.json"
+EPCIS_EXAMPLES = sorted((DATA / "epcis").glob("*.jsonld"))
+QTAG_RUN3 = DATA / "berlinger" / "QTag-CLm-doc-LR" / "RCPJ00010_03_202304201359.txt"
 
 T0 = 1_795_000_000_000  # 2026-11-18T11:06:40Z
 M = 60_000

@@ -1,6 +1,7 @@
-"""Berlinger read-outs (SPEC §3.3): every sample parses, and coldchain agrees with the device.
+"""Berlinger read-outs (docs/PROTOCOL.md, device files): every sample parses, and coldchain agrees
+with the device.
 
-The samples are real device exports in ``../shared/samples/berlinger`` with
+The samples are real device exports in ``tests/data/berlinger`` (tests/data/SOURCES.md) with
 the devices' own PDF read-outs beside them. Where coldchain cannot reproduce
 a device figure, the test says why and asserts what *is* true instead;
 docs/BERLINGER.md has the same findings for users.
@@ -27,7 +28,7 @@ from coldchain.models import dt_to_ms, iso
 from coldchain.profiles import DEFAULT_ACTIVATION_ENERGY_KJ_MOL
 from coldchain.reconcile import reconcile, truncate_01
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "berlinger"
+SAMPLES = Path(__file__).resolve().parent / "data" / "berlinger"  # data/SOURCES.md
 QTAG_RUN2 = "QTag-CLm-doc-LR/RCPJ00010_02_202211090128.txt"
 QTAG_RUN3 = "QTag-CLm-doc-LR/RCPJ00010_03_202304201359.txt"
 FT2_1542 = "FridgeTag-2/130400191542_202302140605.txt"
@@ -47,7 +48,9 @@ def at(text: str) -> int:
 def text_of(name: str) -> str:
     path = SAMPLES / name
     if not path.exists():
-        pytest.fail(f"Berlinger sample {path} is missing (shared/samples beside the repo)")
+        pytest.fail(
+            f"Berlinger sample {path} is missing (tests/data/berlinger, see tests/data/SOURCES.md)"
+        )
     return path.read_bytes().decode("ascii")  # CRLF kept, as an upload would arrive
 
 
@@ -275,7 +278,7 @@ def test_parse_ultra_low_keeps_rows_without_a_value_apart():
 
 @pytest.mark.parametrize("name", WITH_DATA)
 def test_parse_out_of_limits_flag_is_strictly_beyond_a_device_limit(name):
-    # The device's own "x" column confirms SPEC §4.3: a value equal to a limit is in range.
+    # The device's own "x" column confirms docs/EVALUATION.md: a value equal to a limit is in range.
     df = load(name)
     for r in df.readings:
         beyond = any(is_out(a.direction, a.limit_c, r.temp_c) for a in df.alarms)
@@ -417,8 +420,9 @@ def test_evaluate_qtag_single_event_within_one_interval(name, number, start):
 def test_evaluate_qtag_single_event_at_exactly_the_delay_does_not_fire():
     # Cannot reproduce: the device's 2nd low excursion (14:52–15:24, 32 min > 30) comes
     # from its internal 1-minute measurements. The logged 10-minute readings show three
-    # values below 2.0 °C (14:59, 15:09, 15:19), an episode of exactly 30 min, and SPEC
-    # §4.3 fires only when an episode *exceeds* delay_min. coldchain sees the episode,
+    # values below 2.0 °C (14:59, 15:09, 15:19), an episode of exactly 30 min, and an
+    # alarm (docs/EVALUATION.md) fires only when an episode *exceeds* delay_min. coldchain sees the
+    # episode,
     # within one interval of the device's duration, and rightly does not fire on it.
     event, episode = qtag_episode(QTAG_RUN2, "5", "2022-11-08 14:52")
     assert (episode["start"], episode["end"]) == ("2022-11-08T14:59:00Z", "2022-11-08T15:29:00Z")
@@ -493,7 +497,7 @@ def test_evaluate_fridge_tag_2l_daily_minutes_within_one_interval_per_episode():
     # Cannot reproduce 2022-05-02: the device logged 26.3 °C at activation (04:44) and
     # then nothing until 10:36 (27.5 °C), and counted none of that hole (42 min that
     # day). Both readings bounding the hole are above +8.0 °C, so coldchain counts it
-    # as out of range (SPEC §4.2, conservative gap) and marks the gap as counted.
+    # as out of range (docs/EVALUATION.md, coverage, conservative gap) and marks the gap as counted.
     gap = next(g for g in evaluation(FT2L)["gaps"] if g["end"] == "2022-05-02T10:36:00Z")
     assert (gap["start"], gap["counted_out_of_range"]) == ("2022-05-02T04:51:30Z", True)
     row = rows[("2022-05-02", "device-1")]

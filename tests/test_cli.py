@@ -1,4 +1,4 @@
-"""The command line (SPEC §9): stable forms, JSON output, clear errors."""
+"""The command line (README.md): stable forms, JSON output, clear errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "berlinger"
+SAMPLES = Path(__file__).resolve().parent / "data" / "berlinger"  # data/SOURCES.md
 QTAG = SAMPLES / "QTag-CLm-doc-LR" / "RCPJ00010_02_202211090128.txt"
 
 
