@@ -54,9 +54,9 @@ from coldchain.mqtt import Publisher, Subscriber
 from coldchain.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from coldchain.routing import parse_routing
 from coldchain.runtime import Runtime
+from coldchain.simulation.loadgen import make_load
 from coldchain.store import open_store
 from coldchain.topics import alerts_topic, telemetry_topic
-from simulators.loadgen import make_load
 
 PREFIX = "coldchain/v1"
 LOAD_LOGGERS = 1_000

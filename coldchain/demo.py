@@ -31,10 +31,10 @@ from coldchain.mqtt import MqttVersion, Subscriber
 from coldchain.profiles import ProfileSet
 from coldchain.runtime import Runtime
 from coldchain.service import evaluate_shipments
+from coldchain.simulation.fleet import build_fleet
+from coldchain.simulation.publish import publish
 from coldchain.store import Store, open_store
 from coldchain.topics import alerts_topic
-from simulators.fleet import build_fleet
-from simulators.publish import publish
 
 
 class DemoMismatchError(ColdchainError):
@@ -224,7 +224,7 @@ def _write_dossiers(
     now: int,
     console: Console,
 ) -> None:
-    """A signed dossier ZIP per delivered shipment (SPEC §7), and where they are."""
+    """A signed dossier ZIP per delivered shipment (docs/DOSSIER.md), and where they are."""
     from coldchain.dossier.demo import write_demo_dossiers  # noqa: PLC0415 - reportlab loads slowly
     from coldchain.signing import created_message, load_or_create_key  # noqa: PLC0415
 

@@ -1,4 +1,5 @@
-"""Product profiles: the stability limits a shipment is evaluated against (SPEC §4.1).
+"""Product profiles: the stability limits a shipment is evaluated against (docs/EVALUATION.md,
+profiles).
 
 One TOML file per product. The shipped profiles live in ``configs/products``;
 ``COLDCHAIN_PRODUCTS`` names a folder of the user's own, loaded beside them
@@ -18,9 +19,10 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coldchain.errors import ConfigError
+from coldchain.shipped import SHIPPED_CONFIGS
 
 DEFAULT_ACTIVATION_ENERGY_KJ_MOL = 83.144
-"""SPEC §4.3: ΔH for MKT unless the profile sets its own."""
+"""docs/EVALUATION.md: ΔH for MKT unless the profile sets its own."""
 
 Severity = Literal["info", "warning", "critical"]
 Direction = Literal["above", "below"]
@@ -73,7 +75,7 @@ class Alarm(_Limited):
 
 
 class Budget(_Limited):
-    """A stability budget band, consumed over every shipment of one lot (SPEC §4.3)."""
+    """A stability budget band, consumed over every shipment of one lot (docs/EVALUATION.md)."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     allowance_min: float = Field(gt=0)
@@ -114,7 +116,7 @@ class Profile(_Frozen):
         return self
 
     def limit_keys(self) -> tuple[tuple[Direction, float], ...]:
-        """Distinct (direction, limit) pairs in profile order (SPEC §7 ``limits``)."""
+        """Distinct (direction, limit) pairs in profile order (docs/DOSSIER.md ``limits``)."""
         keys: dict[tuple[Direction, float], None] = {}
         for item in (*self.alarms, *self.budget):
             keys.setdefault(item.limit_key, None)
@@ -164,7 +166,7 @@ class ProfileSet:
         return profile_id in self.profiles
 
 
-SHIPPED_PRODUCTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "products"
+SHIPPED_PRODUCTS_DIR = SHIPPED_CONFIGS / "products"
 
 
 def load_profiles(*folders: Path) -> ProfileSet:

@@ -1,4 +1,4 @@
-"""Alert routing (SPEC §6): which channels hear of an alert, and whom it escalates to. Pure.
+"""Alert routing (docs/ALERTS.md): which channels hear of an alert, and whom it escalates to. Pure.
 
 ``configs/alerts.toml`` names **channels** (where a notification goes: the
 MQTT alert topic, a webhook, an e-mail list, the log) and **routes** (which
@@ -37,8 +37,9 @@ from coldchain.errors import ConfigError
 from coldchain.models import MS_PER_MIN, Shipment
 from coldchain.notify import EVENTS, Event
 from coldchain.profiles import Severity, _field_path
+from coldchain.shipped import SHIPPED_CONFIGS
 
-SHIPPED_ALERT_ROUTES = Path(__file__).resolve().parent.parent / "configs" / "alerts.toml"
+SHIPPED_ALERT_ROUTES = SHIPPED_CONFIGS / "alerts.toml"
 """The routing shipped with coldchain: every alert to the log and the MQTT alert topic."""
 
 DEFAULT_MQTT_TOPIC = "{prefix}/shipments/{shipment_id}/alerts"
@@ -107,7 +108,8 @@ class LogChannel(_Channel):
 
 
 class MqttChannel(_Channel):
-    """The alert topic of SPEC §2, through coldchain's own broker connection (QoS 1)."""
+    """The alert topic of docs/PROTOCOL.md, topics, through coldchain's own broker connection (QoS
+    1)."""
 
     type: Literal["mqtt"]
     topic: str = DEFAULT_MQTT_TOPIC
@@ -378,7 +380,7 @@ def due_escalations(
     escalated: Mapping[str, int],
     now_ms: int,
 ) -> list[EscalationStep]:
-    """Escalations due at ``now_ms`` for an alert (SPEC §6).
+    """Escalations due at ``now_ms`` for an alert (docs/ALERTS.md).
 
     ``escalated`` maps the routes already escalated to onto when that happened
     (wall clock, epoch ms). The first step of each chain is due

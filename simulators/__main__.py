@@ -28,9 +28,9 @@ from rich.progress import (
 )
 
 from coldchain.models import iso
-from simulators.fleet import DEFAULT_PREFIX, Message, build_fleet, fleet_start
-from simulators.loadgen import make_load
-from simulators.publish import (
+from coldchain.simulation.fleet import DEFAULT_PREFIX, Message, build_fleet, fleet_start
+from coldchain.simulation.loadgen import make_load
+from coldchain.simulation.publish import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_URL,
     MqttVersion,
@@ -60,7 +60,7 @@ BrokerOption = Annotated[
         help="Broker URL: mqtt://\\[user:pass@]host\\[:port], or mqtts:// for TLS.",
     ),
 ]
-PrefixOption = Annotated[str, typer.Option(help="Topic prefix (SPEC §2).")]
+PrefixOption = Annotated[str, typer.Option(help="Topic prefix (docs/PROTOCOL.md, topics).")]
 MqttOption = Annotated[str, typer.Option("--mqtt", help="MQTT protocol version: 3.1.1 or 5.")]
 
 

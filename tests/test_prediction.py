@@ -1,4 +1,5 @@
-"""Prediction (SPEC §4.3): least-squares trend, one open per limit, withdrawn on recovery."""
+"""Prediction (docs/EVALUATION.md): least-squares trend, one open per limit, withdrawn on
+recovery."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from coldchain.errors import DecodeError
 from coldchain.models import MS_PER_MIN
 from coldchain.prediction import fit, forecast
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, load_profiles
+from coldchain.simulation.fleet import build_fleet
 from coldchain.streaming import ShipmentMonitor
-from simulators.fleet import build_fleet
 
 M = MS_PER_MIN
 

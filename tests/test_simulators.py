@@ -1,7 +1,7 @@
 """Tests of the simulators: the fleet and load generators (pure) and the publisher
 (against a real Mosquitto).
 
-Payloads are checked against SPEC §3.1/§3.2 by the small reader below, on
+Payloads are checked against docs/PROTOCOL.md (native JSON and SenML) by the small reader below, on
 purpose independent of coldchain's own decoders.
 """
 
@@ -23,8 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from simulators.__main__ import app
-from simulators.fleet import (
+from coldchain.simulation.fleet import (
     LANES,
     PRODUCTS,
     Fleet,
@@ -33,8 +32,8 @@ from simulators.fleet import (
     build_fleet,
     fleet_start,
 )
-from simulators.loadgen import make_load
-from simulators.publish import (
+from coldchain.simulation.loadgen import make_load
+from coldchain.simulation.publish import (
     BrokerURL,
     Collector,
     MqttVersion,
@@ -42,6 +41,7 @@ from simulators.publish import (
     PublishError,
     publish,
 )
+from simulators.__main__ import app
 
 START = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 FOUR_DAYS_MS = 4 * 86_400_000
@@ -52,7 +52,7 @@ NATIVE_READING_KEYS = {"seq", "ts", "temp_c", "rh_pct", "lat", "lon", "light", "
 
 
 # ---------------------------------------------------------------------------
-# An independent reader of SPEC §3.1 / §3.2 payloads
+# An independent reader of docs/PROTOCOL.md payloads (native JSON and SenML)
 # ---------------------------------------------------------------------------
 
 
@@ -88,7 +88,7 @@ def _temp(value: Any) -> float:
 
 def _native_reading(obj: Any) -> Point:
     if not isinstance(obj, dict) or not set(obj) <= NATIVE_READING_KEYS or "temp_c" not in obj:
-        msg = f"not a SPEC §3.1 reading: {obj!r}"
+        msg = f"not a docs/PROTOCOL.md, native JSON reading: {obj!r}"
         raise ValueError(msg)
     seq = obj.get("seq")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
@@ -102,7 +102,8 @@ def _native_reading(obj: Any) -> Point:
 
 
 def read_telemetry(logger_id: str, payload: bytes) -> list[Point]:
-    """The readings of one telemetry payload; ValueError when it breaks SPEC §3.1/§3.2."""
+    """The readings of one telemetry payload; ValueError when it breaks docs/PROTOCOL.md (native
+    JSON and SenML)."""
     doc = orjson.loads(payload)
     if isinstance(doc, dict) and "readings" in doc:
         if not set(doc) <= {"logger_id", "readings", "battery_pct"}:
@@ -157,7 +158,7 @@ def read_status(payload: bytes) -> dict[str, Any]:
     doc = orjson.loads(payload)
     assert set(doc) == {"online", "battery_pct", "rssi_dbm", "fw"}
     assert doc["online"] is True
-    assert 15 < doc["battery_pct"] <= 100  # never `battery_low` (SPEC §4.5)
+    assert 15 < doc["battery_pct"] <= 100  # never `battery_low` (docs/ALERTS.md, logger health)
     assert isinstance(doc["rssi_dbm"], int)
     assert -120 < doc["rssi_dbm"] < 0
     assert isinstance(doc["fw"], str)

@@ -1,4 +1,5 @@
-"""Customs rule packs (SPEC §8): what a destination expects, as data, and the check against it.
+"""Customs rule packs (docs/DOSSIER.md, customs): what a destination expects, as data, and the
+check against it.
 
 One TOML file per destination in ``configs/customs/{CC}.toml`` plus
 ``default.toml`` for any other country. A pack names its regulators, the
@@ -28,8 +29,9 @@ from coldchain.details import PERMIT_PREFIX, Details, field_for
 from coldchain.errors import ConfigError, ShipmentError
 from coldchain.models import Shipment
 from coldchain.profiles import Profile
+from coldchain.shipped import SHIPPED_CONFIGS
 
-SHIPPED_CUSTOMS_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "customs"
+SHIPPED_CUSTOMS_DIR = SHIPPED_CONFIGS / "customs"
 DEFAULT_PACK = "default"
 
 
@@ -53,7 +55,7 @@ class Permit(_Frozen):
 
 
 class RulePack(_Frozen):
-    """One destination's customs and health-regulator expectations (SPEC §8)."""
+    """One destination's customs and health-regulator expectations (docs/DOSSIER.md, customs)."""
 
     country: str = Field(pattern=r"^([A-Z]{2}|default)$")
     name: str
@@ -209,7 +211,8 @@ _EXAMPLES = {
 
 
 def check(shipment: Shipment, profile: Profile, packs: RulePacks) -> CustomsCheck:
-    """Every item the destination's pack requires that the shipment lacks (SPEC §8)."""
+    """Every item the destination's pack requires that the shipment lacks (docs/DOSSIER.md,
+    customs)."""
     pack = packs.for_country(shipment.destination)
     details = Details.of(shipment.extra)
     sid = shipment.id

@@ -1,10 +1,10 @@
 """A simulated fleet of APAC cold-chain shipments: pure generation, no I/O.
 
 :func:`build_fleet` turns a start time and a seed into shipment plans and the
-MQTT messages their loggers would publish (SPEC §2, §3.1, §3.2), in publish
+MQTT messages their loggers would publish (docs/PROTOCOL.md), in publish
 order. There is no clock and no network here: the caller passes ``start`` (the
 device time of the earliest reading) and hands the messages to
-:mod:`simulators.publish`.
+:mod:`coldchain.simulation.publish`.
 
 Each shipment plays one scenario, and its plan says what the pipeline should
 find (``expected``, ``verdict``), so a demo or an end-to-end test can compare:
@@ -111,11 +111,11 @@ class Scenario(StrEnum):
 
 class PayloadFormat(StrEnum):
     NATIVE_SINGLE = "native-single"
-    """SPEC §3.1, one reading object per message."""
+    """docs/PROTOCOL.md, native JSON, one reading object per message."""
     NATIVE_PACK = "native-pack"
-    """SPEC §3.1, ``{"logger_id", "readings", "battery_pct"}``."""
+    """docs/PROTOCOL.md, native JSON, ``{"logger_id", "readings", "battery_pct"}``."""
     SENML = "senml"
-    """SPEC §3.2, a SenML JSON pack."""
+    """docs/PROTOCOL.md, SenML, a SenML JSON pack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ class ShipmentPlan:
 
     ``start``/``end`` are aware UTC datetimes on device time: the first
     reading and the end of the last reading's interval (delivery).
-    ``verdict`` is the SPEC §4.4 verdict the scenario should produce.
+    ``verdict`` is the docs/EVALUATION.md, verdict verdict the scenario should produce.
     """
 
     shipment_id: str
@@ -563,7 +563,8 @@ class _Shipment:
                     doubled.append((key, dataclasses.replace(m, note="duplicate")))
             return doubled
         if self.scenario is Scenario.MALFORMED:
-            # A re-send of one reading whose clock lost its zone (SPEC §3.1 rejects it).
+            # A re-send of one reading whose clock lost its zone (docs/PROTOCOL.md, native JSON
+            # rejects it).
             r = readings[len(readings) // 2]
             bad = {"seq": r.seq, "ts": iso(r.t_ms).removesuffix("Z"), "temp_c": r.temp_c}
             message = Message(

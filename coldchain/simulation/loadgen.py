@@ -1,7 +1,7 @@
 """Synthetic telemetry for benchmarks: pure, deterministic, no I/O.
 
 :func:`make_load` gives ``(topic, payload)`` pairs of native JSON telemetry
-(SPEC §3.1) from many loggers, interleaved the way a busy fleet publishes.
+(docs/PROTOCOL.md, native JSON) from many loggers, interleaved the way a busy fleet publishes.
 """
 
 from __future__ import annotations

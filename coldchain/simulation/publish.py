@@ -95,7 +95,8 @@ class BrokerURL:
 
 
 class Publishable(Protocol):
-    """What :func:`publish` needs of a message (:class:`simulators.fleet.Message` fits)."""
+    """What :func:`publish` needs of a message (:class:`coldchain.simulation.fleet.Message`
+    fits)."""
 
     @property
     def topic(self) -> str: ...
@@ -111,7 +112,8 @@ class Publishable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A plain message, e.g. for the ``(topic, payload)`` pairs of :mod:`simulators.loadgen`."""
+    """A plain message, e.g. for the ``(topic, payload)`` pairs of
+    :mod:`coldchain.simulation.loadgen`."""
 
     topic: str
     payload: bytes
