@@ -1,4 +1,4 @@
-"""coldchain: cold-chain shipment monitoring (SPEC.md is the contract).
+"""coldchain: cold-chain shipment monitoring (docs/ are the contract with users).
 
 Loggers publish over MQTT; the pipeline decodes, stores and evaluates their
 readings against product stability limits and raises alerts. The public

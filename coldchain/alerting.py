@@ -1,4 +1,4 @@
-"""Alerting: routes, lifecycle and escalation of alerts, written to the store (SPEC §6).
+"""Alerting: routes, lifecycle and escalation of alerts, written to the store (docs/ALERTS.md).
 
 The one place where the pure rules (:mod:`coldchain.routing`,
 :mod:`coldchain.notify`, :mod:`coldchain.lifecycle`, :mod:`coldchain.outbox`)
@@ -118,7 +118,7 @@ class Alerting:
     # -- lifecycle -------------------------------------------------------------------
 
     def acknowledge(self, alert_id: str, *, by: str, comment: str, now_ms: int) -> AlertStatus:
-        """An operator takes the alert (SPEC §6): who, when, comment; stops escalation."""
+        """An operator takes the alert (docs/ALERTS.md): who, when, comment; stops escalation."""
         with self.store.transaction():
             alert, before = self._current(alert_id)
             after = acknowledge(before, alert_id=alert_id, by=by, comment=comment, now_ms=now_ms)
@@ -198,7 +198,7 @@ class Alerting:
     # -- escalation and digests (scheduled) ------------------------------------------------
 
     def escalate_due(self, *, now_ms: int) -> list[EscalationDone]:
-        """Escalate every open alert whose ``escalate_after_min`` has passed (SPEC §6)."""
+        """Escalate every open alert whose ``escalate_after_min`` has passed (docs/ALERTS.md)."""
         if self.routing is None:
             return []
         candidates = [
@@ -381,7 +381,7 @@ class Alerting:
         state: str | None = None,
         alert_ids: Collection[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Alerts as ``coldchain alerts list --json`` shows them (SPEC §6 fields, plus
+        """Alerts as ``coldchain alerts list --json`` shows them (docs/ALERTS.md fields, plus
         acknowledgement, resolution, escalations and each channel's delivery history)."""
         alerts = self.store.list_alerts(shipment_id=shipment_id, state=state)
         if alert_ids is not None:
@@ -399,7 +399,7 @@ class Alerting:
 def alert_record(
     alert: Alert, status: AlertStatus, deliveries: Sequence[Delivery]
 ) -> dict[str, Any]:
-    """One alert's JSON: the §6 fields, its lifecycle and its deliveries."""
+    """One alert's JSON: the alert fields (docs/ALERTS.md), its lifecycle and its deliveries."""
     doc = alert.with_state(status.state).to_json()
     doc.update(status.to_json())
     doc["deliveries"] = [d.to_json() for d in deliveries]

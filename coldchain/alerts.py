@@ -1,4 +1,4 @@
-"""Alerts (SPEC §6): identity, content and the sentence an operator reads. Pure."""
+"""Alerts (docs/ALERTS.md): identity, content and the sentence an operator reads. Pure."""
 
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ AlertState = Literal["open", "acknowledged", "resolved"]
 
 
 def alert_id(shipment_id: str, rule: str, episode_start_ms: int) -> str:
-    """Stable id from shipment + rule + episode start (SPEC §6): workers cannot make two."""
+    """Stable id from shipment + rule + episode start (docs/ALERTS.md): workers cannot make two."""
     digest = hashlib.sha256(f"{shipment_id}|{rule}|{episode_start_ms}".encode()).hexdigest()
     return f"AL-{digest[:16]}"
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """An alert as stored, published and listed (SPEC §6)."""
+    """An alert as stored, published and listed (docs/ALERTS.md)."""
 
     id: str
     shipment_id: str
@@ -99,7 +99,7 @@ def alarm_alert(
             f"{beyond} {alarm.limit_c:g} °C"
         )
     value = f"{value_c:.1f} °C" if value_c is not None else "n/a"
-    # SPEC §6: one sentence naming shipment, product, value, limit and duration
+    # docs/ALERTS.md: one sentence naming shipment, product, value, limit and duration
     message = (
         f"Shipment {shipment.id} ({profile.name}, {shipment.lane}) {what}, "
         f"last reading {value} (alarm {alarm.id}, {alarm.severity})."
@@ -189,7 +189,8 @@ def budget_alert(
 def prediction_alert(
     forecast: Forecast, *, shipment: Shipment, profile: Profile, detected_ms: int
 ) -> Alert:
-    """``predicted_breach`` (warning): a critical limit forecast to be crossed (SPEC §4.3)."""
+    """``predicted_breach`` (warning): a critical limit forecast to be crossed
+    (docs/EVALUATION.md)."""
     minutes = (forecast.crossing_ms - forecast.made_ms) / MS_PER_MIN
     rule = f"predict:{forecast.direction}:{forecast.limit_c:g}"
     message = (
@@ -214,7 +215,8 @@ def prediction_alert(
 
 
 def revision_alert(old: Alert, new: Alert | None, *, detected_ms: int, why: str) -> Alert:
-    """The alert that supersedes ``old`` after late data (SPEC §4.6): revised, or withdrawn."""
+    """The alert that supersedes ``old`` after late data (docs/EVALUATION.md, streaming equals
+    batch): revised, or withdrawn."""
     if new is not None:
         ident = (
             new.id

@@ -101,7 +101,8 @@ class ChainReport:
 def verify_chain(
     entries: Sequence[AuditEntry], *, anchors: Sequence[tuple[int, str]] = ()
 ) -> ChainReport:
-    """Check a whole audit trail, oldest first (SPEC §7 ``audit.json``; issue: tamper evidence).
+    """Check a whole audit trail, oldest first (docs/DOSSIER.md ``audit.json``; issue: tamper
+    evidence).
 
     Finds edited entries (hash differs from the fields), removed or reordered
     entries (``prev_hash`` or numbering broken) and, with ``anchors`` —

@@ -1,4 +1,5 @@
-"""Shipment measures with polars, many shipments at once (SPEC §4.6).
+"""Shipment measures with polars, many shipments at once (docs/EVALUATION.md, streaming equals
+batch).
 
 The stored-readings re-evaluation: :func:`measure_frame` computes, column by
 column and without a Python step per reading, the same
@@ -89,7 +90,7 @@ cache-sized morsels (same benchmark: sums 110 against 210 ms, filter 14 against 
 
 
 def _is_out(key: LimitKey, temp: pl.Expr) -> pl.Expr:
-    """SPEC §4.3, as :func:`coldchain.evaluation.is_out`: strictly beyond the limit."""
+    """docs/EVALUATION.md, as :func:`coldchain.evaluation.is_out`: strictly beyond the limit."""
     direction, limit = key
     return temp > limit if direction == "above" else temp < limit
 
@@ -445,7 +446,7 @@ def measure_frame(
     shipment in the order of ``caps`` and by time within a shipment, as stored
     readings do: then nothing is sorted. ``caps[shipment_id]`` ends the last
     reading's hold (epoch ms: delivery, or the evaluation time while open;
-    SPEC §4.2). The result has one entry per shipment of ``caps``, in its
+    docs/EVALUATION.md, coverage). The result has one entry per shipment of ``caps``, in its
     order; a shipment with no readings gets ``measure([], ...)``.
 
     Raises ``ValueError`` when a column is missing or null, or when readings
@@ -527,7 +528,8 @@ def evaluate_frame(
     now_ms: int,
     prior_budget_min: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Evaluation]:
-    """Evaluate many shipments from stored readings (SPEC §4.6: equal to the streaming path).
+    """Evaluate many shipments from stored readings (docs/EVALUATION.md, streaming equals batch:
+    equal to the streaming path).
 
     One :func:`measure_frame` per distinct profile, then
     :func:`coldchain.evaluation.assemble` per shipment. ``caps`` gives each

@@ -1,4 +1,5 @@
-"""Berlinger Q-tag CLm doc and Fridge-tag TXT exports (SPEC §3.3), pure: text in, objects out.
+"""Berlinger Q-tag CLm doc and Fridge-tag TXT exports (docs/PROTOCOL.md, device files), pure: text
+in, objects out.
 
 A read-out is an indented ``Name: value`` tree (``Conf``, ``Res`` or ``Hist``),
 a tab-separated ``Data`` table and a ``Cert``/``Sig`` trailer::
@@ -317,7 +318,7 @@ def detect(text: str) -> bool:
 
 
 def parse(text: str, *, source: str) -> DeviceFile:
-    """Parse a Q-tag CLm doc or Fridge-tag TXT export (SPEC §3.3).
+    """Parse a Q-tag CLm doc or Fridge-tag TXT export (docs/PROTOCOL.md, device files).
 
     Device-local times are converted to UTC with the file's ``Zone`` offset.
     A file that cannot be read whole raises :class:`ImportFileError` with the
@@ -592,7 +593,8 @@ def _data(
 
 
 def device_profile(df: DeviceFile) -> Profile:
-    """A profile with the device's own alarms (``--profile from-device``), SPEC §3.3.
+    """A profile with the device's own alarms (``--profile from-device``), docs/PROTOCOL.md, device
+    files.
 
     ``max_gap_min`` is 1.5 logging intervals: each reading stands for the one
     interval until the next is due; the half interval absorbs the device's

@@ -1,4 +1,4 @@
-"""The embedded zero-setup MQTT broker (SPEC §10, "embedded default").
+"""The embedded zero-setup MQTT broker (docs/BROKER.md, "embedded default").
 
 ``coldchain demo`` and ``coldchain serve`` start one when ``COLDCHAIN_BROKER``
 is unset, so a new user needs nothing but Python. It is amqtt's broker, run in
@@ -61,7 +61,7 @@ class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
     and amqtt then neither queues QoS 1 messages for such a session while it is
     offline nor keeps the session: it is dropped by the next sweep of the
     session monitor (within about a second). That breaks the persistent
-    sessions SPEC §2 relies on, so the embedded broker uses this plugin
+    sessions docs/PROTOCOL.md, topics relies on, so the embedded broker uses this plugin
     instead. It listens on loopback only.
     """
 

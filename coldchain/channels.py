@@ -1,4 +1,4 @@
-"""Alert channels: the adapters that put a notification on the wire (SPEC §6).
+"""Alert channels: the adapters that put a notification on the wire (docs/ALERTS.md).
 
 Every channel implements :class:`Channel`: ``send(delivery)`` returns when
 the receiver has taken the notification, or raises
@@ -9,7 +9,8 @@ http.client, smtplib, the MQTT client) are mapped here, at the boundary.
 ::
 
     LogChannel       one line on the ``coldchain.alerts`` logger
-    MqttChannel      the §2 alert topic, QoS 1, through coldchain's broker connection;
+    MqttChannel      the alert topic (docs/PROTOCOL.md), QoS 1, through coldchain's broker
+    connection;
                      delivered once the broker acknowledged it (PUBACK)
     WebhookChannel   JSON POST, signed (``X-Coldchain-Signature``, ``X-Coldchain-Timestamp``);
                      2xx is delivered, 408/425/429/5xx and network errors are transient

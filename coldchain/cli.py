@@ -1,4 +1,4 @@
-"""The ``coldchain`` command line (SPEC §9). Thin shells over :mod:`coldchain.service`.
+"""The ``coldchain`` command line (README.md). Thin shells over :mod:`coldchain.service`.
 
 Every command reads its settings from ``--config FILE`` or ``COLDCHAIN_CONFIG``;
 ``COLDCHAIN_STORE``, ``COLDCHAIN_BROKER`` and ``COLDCHAIN_PRODUCTS`` override.
@@ -283,7 +283,8 @@ def import_file(
     ] = ProfileChoice.PRODUCT,
     config: ConfigOpt = None,
 ) -> None:
-    """Import an offline logger file through the same pipeline as MQTT readings (SPEC §3.3).
+    """Import an offline logger file through the same pipeline as MQTT readings (docs/PROTOCOL.md,
+    device files).
 
     Berlinger Q-tag CLm doc and Fridge-tag (2, 2L, UL) text exports: the device's own
     configuration and summary are kept, and `coldchain evaluate` shows them beside
@@ -331,7 +332,8 @@ def evaluate(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a shipment's stored readings against its product profile (SPEC §4, §7)."""
+    """Evaluate a shipment's stored readings against its product profile (docs/EVALUATION.md,
+    docs/DOSSIER.md)."""
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -367,9 +369,9 @@ def alerts_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List alerts (SPEC §6), oldest first, with acknowledgement and delivery per channel.
+    """List alerts (docs/ALERTS.md), oldest first, with acknowledgement and delivery per channel.
 
-    --json gives each alert's §6 fields plus `acknowledgement`, `resolution`,
+    --json gives each alert's fields (docs/ALERTS.md) plus `acknowledgement`, `resolution`,
     `escalations` and `deliveries` (status, attempts and history per channel).
     """
     ctx = _ctx(config)
@@ -460,7 +462,7 @@ def alerts_ack(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Acknowledge an alert: "I have it". Stops its escalation (SPEC §6).
+    """Acknowledge an alert: "I have it". Stops its escalation (docs/ALERTS.md).
 
     Example:
 
@@ -489,7 +491,7 @@ def alerts_resolve(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Close an alert, with a comment saying why (SPEC §6); it is audited.
+    """Close an alert, with a comment saying why (docs/ALERTS.md); it is audited.
 
     Alerts whose condition clears (temperature back in range, battery replaced)
     are resolved by coldchain itself.
@@ -555,7 +557,7 @@ def logger_calibrate(
     certificate: Annotated[str, typer.Option(help="Calibration certificate reference.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Set a logger's calibration offset from its certificate (SPEC §4.2).
+    """Set a logger's calibration offset from its certificate (docs/EVALUATION.md, coverage).
 
     Applies to readings received from now on; raw and corrected values are both kept.
     """

@@ -1,4 +1,5 @@
-"""CLI commands for QA and customs (SPEC §5, §7, §8, §9): thin shells, registered on ``coldchain``.
+"""CLI commands for QA and customs (docs/DOSSIER.md, README.md): thin shells, registered on
+``coldchain``.
 
 ``coldchain dossier``, ``verify``, ``disposition``, ``custody``, ``customs``,
 ``budget add-back``, ``signer``, ``audit verify`` and ``shipment set`` /
@@ -60,9 +61,13 @@ from coldchain.signing import (
 )
 from coldchain.store import Signer
 
-custody_app = typer.Typer(help="Record and list custody events (SPEC §5).", no_args_is_help=True)
+custody_app = typer.Typer(
+    help="Record and list custody events (docs/DOSSIER.md, custody and shipment details).",
+    no_args_is_help=True,
+)
 customs_app = typer.Typer(
-    help="Customs readiness per destination rule pack (SPEC §8).", no_args_is_help=True
+    help="Customs readiness per destination rule pack (docs/DOSSIER.md, customs).",
+    no_args_is_help=True,
 )
 signer_app = typer.Typer(
     help="Electronic signers for QA dispositions (21 CFR Part 11).", no_args_is_help=True
@@ -106,7 +111,8 @@ def shipment_set(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the shipment details customs and the dossier need (SPEC §5).
+    """Set the shipment details customs and the dossier need (docs/DOSSIER.md, custody and shipment
+    details).
 
     Values are validated (countries, currencies, Incoterms, packaging, times with a
     zone); unknown keys are refused. There is no field for a patient's name: the patient
@@ -249,7 +255,8 @@ def dossier(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the shipment's signed dossier ZIP: PDF, readings, evaluation, EPCIS, customs (SPEC §7).
+    """Write the shipment's signed dossier ZIP: PDF, readings, evaluation, EPCIS, customs
+    (docs/DOSSIER.md).
 
     The manifest is signed with the Ed25519 key of [dossier] signing_key, created on
     first use. Check a dossier with `coldchain verify FILE.zip`.
@@ -564,7 +571,8 @@ def budget_add_back(
     password_stdin: PasswordStdin = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Restore stability budget to the shipment's lot by a signed QA decision (SPEC §4.3)."""
+    """Restore stability budget to the shipment's lot by a signed QA decision
+    (docs/EVALUATION.md)."""
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)

@@ -1,4 +1,5 @@
-"""Settings: ``coldchain.toml`` plus ``COLDCHAIN_*`` environment overrides (SPEC §9, §10).
+"""Settings: ``coldchain.toml`` plus ``COLDCHAIN_*`` environment overrides (README.md,
+docs/BROKER.md).
 
 Loaded once at start, validated, frozen, and passed in. Precedence, lowest
 first: defaults, the TOML file (``--config FILE`` or ``COLDCHAIN_CONFIG``, else
@@ -78,7 +79,7 @@ class ProductSettings(_Frozen):
 
 
 class DossierSettings(_Frozen):
-    """Dossier signing (SPEC §7) and how signed times are shown (21 CFR Part 11 §11.50)."""
+    """Dossier signing (docs/DOSSIER.md) and how signed times are shown (21 CFR Part 11 §11.50)."""
 
     signing_key: Path = Field(
         default=DEFAULT_SIGNING_KEY,
@@ -104,7 +105,7 @@ class DossierSettings(_Frozen):
 
 
 class AlertSettings(_Frozen):
-    """Alert routing and notification content (SPEC §6)."""
+    """Alert routing and notification content (docs/ALERTS.md)."""
 
     routes: Path = Field(
         default=SHIPPED_ALERT_ROUTES,

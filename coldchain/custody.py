@@ -1,4 +1,5 @@
-"""Custody events (SPEC §5), pure: a courier's payload in, a validated event out.
+"""Custody events (docs/DOSSIER.md, custody and shipment details), pure: a courier's payload in, a
+validated event out.
 
 A courier's handheld publishes on ``{prefix}/shipments/{shipment_id}/events``
 (QoS 1)::
@@ -139,7 +140,8 @@ def custody_event(
 
 
 def decode_custody_event(payload: bytes, *, shipment_id: str, received_ms: int) -> CustodyEvent:
-    """An MQTT custody event (SPEC §5); raises :class:`DecodeError` with the reason."""
+    """An MQTT custody event (docs/DOSSIER.md, custody and shipment details); raises
+    :class:`DecodeError` with the reason."""
     try:
         doc = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -200,7 +202,8 @@ def record_custody_event(store: Store, event: CustodyEvent, *, now_ms: int) -> b
 
 
 def timeline(events: Sequence[CustodyEvent]) -> list[CustodyEvent]:
-    """Events in device-time order (ties: SPEC §5 order of types, then arrival)."""
+    """Events in device-time order (ties: docs/DOSSIER.md, custody and shipment details order of
+    types, then arrival)."""
     order = {t: i for i, t in enumerate(CUSTODY_TYPES)}
     return sorted(events, key=lambda e: (e.ts_ms, order[e.type], e.received_ms))
 

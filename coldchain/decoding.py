@@ -1,4 +1,4 @@
-"""Telemetry decoding, pure: payload bytes in, readings and rejects out (SPEC §3.1, §3.2, §3.4).
+"""Telemetry decoding, pure: payload bytes in, readings and rejects out (docs/PROTOCOL.md).
 
 A whole message that cannot be accepted raises :class:`DecodeError` with a
 reason a person can act on; a single bad reading inside an otherwise good
@@ -32,7 +32,7 @@ from coldchain.models import Decoded, Reading, Reject
 
 MIN_TEMP_C = -200.0
 MAX_TEMP_C = 100.0
-"""SPEC §3.1: outside this range a reading is a sensor fault."""
+"""docs/PROTOCOL.md, native JSON: outside this range a reading is a sensor fault."""
 
 SENML_ABSOLUTE_TIME_S = 2**28
 """RFC 8428 §4.5.3: times at or above this are absolute Unix seconds."""
@@ -103,7 +103,8 @@ _new_reading = _reading_constructor()
 
 
 class StatusIn(BaseModel):
-    """A logger's retained status message (SPEC §2); its will is ``{"online": false}``."""
+    """A logger's retained status message (docs/PROTOCOL.md, topics); its will is ``{"online":
+    false}``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -128,7 +129,7 @@ def _describe(exc: ValidationError, *, where: str = "") -> str:
 def parse_ts_ms(value: object, *, field: str = "ts") -> int:
     """RFC 3339 with ``Z`` or an offset, or Unix epoch seconds, to epoch ms UTC.
 
-    A timestamp without a zone is refused (SPEC §3.1).
+    A timestamp without a zone is refused (docs/PROTOCOL.md, native JSON).
     """
     if isinstance(value, str):  # the common case first: one cheap check
         try:
@@ -324,7 +325,8 @@ def _decode_senml(records: list[Any], *, logger_id: str, topic: str, received_ms
             value = _num(rec["v"], f"{where}.v")
             unit = rec.get("u", base_unit)
             if short in TEMP_NAMES:
-                # SPEC §3.2's own example omits "u" after the first temperature record:
+                # docs/PROTOCOL.md, SenML's own example omits "u" after the first temperature
+                # record:
                 # a unit-less temperature record takes the unit of the one before it.
                 unit = unit if unit is not None else last_temp_unit
                 if unit is None:
@@ -388,7 +390,7 @@ def _num(value: Any, field: str) -> float:
 
 
 def decode_status(payload: bytes) -> StatusIn:
-    """Decode a logger status message (SPEC §2)."""
+    """Decode a logger status message (docs/PROTOCOL.md, topics)."""
     doc = _loads(payload)
     if not isinstance(doc, dict):
         raise DecodeError("status payload must be a JSON object")

@@ -1,4 +1,5 @@
-"""Shipment details beyond the core fields (SPEC §5), pure: which exist, how each is checked.
+"""Shipment details beyond the core fields (docs/DOSSIER.md, custody and shipment details), pure:
+which exist, how each is checked.
 
 Parties, sites, courier and air waybill, packaging, route, value, incoterm,
 planned dates, permits and the chain-of-identity code are stored as strings
@@ -6,7 +7,7 @@ in :attr:`Shipment.extra <coldchain.models.Shipment.extra>`; this module is
 the one place that knows their keys, validates and normalises their values,
 and says which of them may appear in customs documents (``customs=True``).
 
-Privacy by construction (SPEC §5, §8): there is no key for a patient's name
+Privacy by construction (docs/DOSSIER.md): there is no key for a patient's name
 and unknown keys are refused, so a name has no field to travel in. The
 chain-of-identity code must look like a code (letters, digits, ``-`` and
 ``.``, with at least four digits): a name cannot pass. Free text that is not
@@ -50,7 +51,7 @@ FieldKind = Literal[
 
 Packaging = Literal["ln2-dry-shipper", "dry-ice", "passive-2-8", "active"]
 PACKAGING: tuple[Packaging, ...] = ("ln2-dry-shipper", "dry-ice", "passive-2-8", "active")
-"""SPEC §5 packaging types."""
+"""docs/DOSSIER.md, custody and shipment details packaging types."""
 
 INCOTERMS = ("EXW", "FCA", "CPT", "CIP", "DAP", "DPU", "DDP", "FAS", "FOB", "CFR", "CIF")
 """Incoterms® 2020."""
@@ -167,7 +168,8 @@ FIELDS: tuple[DetailField, ...] = (
     DetailField("sscc", "SSCC of the package", "digits", "18 digits (GS1)", customs=True),
     DetailField("gtin", "GTIN of the product", "digits", "14 digits (GS1)", customs=True),
 )
-"""Every detail a shipment may carry (SPEC §5), in the order they are shown."""
+"""Every detail a shipment may carry (docs/DOSSIER.md, custody and shipment details), in the order
+they are shown."""
 
 PERMIT_PREFIX = "permit:"
 CALIBRATION_PREFIX = "calibration:"

@@ -1,4 +1,4 @@
-"""The dispatcher: sends what the outbox owes, at least once (SPEC §6). A thin shell.
+"""The dispatcher: sends what the outbox owes, at least once (docs/ALERTS.md). A thin shell.
 
 One thread per channel, so a webhook that is down (or slow to time out)
 delays only its own notifications, never the MQTT topic's. Each thread

@@ -1,4 +1,4 @@
-"""QA disposition and budget add-backs, signed electronically (SPEC §4.3, §4.4; 21 CFR Part 11).
+"""QA disposition and budget add-backs, signed electronically (docs/EVALUATION.md; 21 CFR Part 11).
 
 QA's decision on a shipment — ``released``, ``rejected`` or ``quarantined`` —
 and any restoration of stability budget are *signed records*:
@@ -202,7 +202,7 @@ def _ms(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Disposition:
-    """QA's signed decision on a shipment (SPEC §4.4)."""
+    """QA's signed decision on a shipment (docs/EVALUATION.md, verdict)."""
 
     shipment_id: str
     decision: Decision
@@ -418,7 +418,7 @@ def sign_add_back(
     now_ms: int,
     zone: str,
 ) -> Manifestation:
-    """Restore ``minutes`` of a lot's budget (SPEC §4.3) by a signed, audited QA decision.
+    """Restore ``minutes`` of a lot's budget (docs/EVALUATION.md) by a signed, audited QA decision.
 
     ``consumed_min`` is what the lot has used so far: more cannot be restored.
     """

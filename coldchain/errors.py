@@ -88,7 +88,7 @@ class ShipmentError(ColdchainError):
 
 
 class AlertError(ColdchainError):
-    """An alert cannot be acknowledged, resolved or escalated as asked (SPEC §6)."""
+    """An alert cannot be acknowledged, resolved or escalated as asked (docs/ALERTS.md)."""
 
     def __init__(self, message: str, *, alert_id: str) -> None:
         self.alert_id = alert_id

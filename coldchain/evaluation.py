@@ -1,4 +1,5 @@
-"""Shipment evaluation, pure: readings and a profile in, findings and a verdict out (SPEC §4).
+"""Shipment evaluation, pure: readings and a profile in, findings and a verdict out
+(docs/EVALUATION.md).
 
 Two steps, so that the Python and polars implementations share every rule
 that is not a per-reading computation:
@@ -11,7 +12,7 @@ that is not a per-reading computation:
 
 All times are epoch milliseconds UTC; durations in the output are minutes.
 
-Rules implemented (SPEC §4.2–§4.4):
+Rules implemented (docs/EVALUATION.md: coverage, alarms, MKT, budgets, verdict):
 
 * Reading *i* stands for ``[tᵢ, min(tᵢ₊₁, tᵢ + max_gap, cap))`` where ``cap``
   is the shipment's end (delivery) or, while it is open, the evaluation time.
@@ -122,7 +123,7 @@ class BudgetFigure:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The finding for one shipment (SPEC §7 ``evaluation.json``)."""
+    """The finding for one shipment (docs/DOSSIER.md ``evaluation.json``)."""
 
     shipment_id: str
     profile: Profile
@@ -134,7 +135,7 @@ class Evaluation:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §7 shape: times RFC 3339 UTC, durations minutes, temperatures °C."""
+        """The docs/DOSSIER.md shape: times RFC 3339 UTC, durations minutes, temperatures °C."""
         m = self.measures
         fired: dict[str, list[Firing]] = {}
         for f in self.firings:
@@ -240,7 +241,7 @@ def _minutes(ms: int) -> float:
 
 
 def mean_c(m: Measures) -> float | None:
-    """Time-weighted mean in °C (SPEC §7), rounded."""
+    """Time-weighted mean in °C (docs/DOSSIER.md), rounded."""
     if not m.readings or m.weight_sum <= 0:
         return None
     return _round(m.weighted_sum_c / m.weight_sum)
@@ -256,7 +257,7 @@ def mkt_of(m: Measures, profile: Profile) -> float | None:
 
 
 def is_out(direction: Direction, limit_c: float, temp_c: float) -> bool:
-    """SPEC §4.3: strictly beyond the limit; a value equal to the limit is in range."""
+    """docs/EVALUATION.md: strictly beyond the limit; a value equal to the limit is in range."""
     return temp_c > limit_c if direction == "above" else temp_c < limit_c
 
 
@@ -265,7 +266,7 @@ def prepare(points: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
 
     Of two readings with the same time the lower temperature is kept, so the
     result never depends on arrival order. (Conflicting copies are recorded by
-    the store before they get here; SPEC §3.4.)
+    the store before they get here; docs/PROTOCOL.md, identity and rejects.)
     """
     out: list[tuple[int, float]] = []
     for ts, temp in sorted(points):
@@ -281,7 +282,7 @@ def measure(points: Sequence[tuple[int, float]], profile: Profile, *, cap_ms: in
     """One pass over sorted, unique ``(ts_ms, temp_c)`` points (see :func:`prepare`).
 
     ``cap_ms`` ends the last reading's hold: the delivery time, or the
-    evaluation time while the shipment is open (SPEC §4.2).
+    evaluation time while the shipment is open (docs/EVALUATION.md, coverage).
     """
     gap_ms = round(profile.max_gap_min * MS_PER_MIN)
     keys = profile.limit_keys()
@@ -365,7 +366,7 @@ def _exceeds_at(start_ms: int, length_ms: int, threshold_ms: int) -> int | None:
 
 
 def firings_for(alarm: Alarm, episodes: Sequence[Episode]) -> list[Firing]:
-    """SPEC §4.3: single-event firings (one per episode) and the cumulative firing."""
+    """docs/EVALUATION.md: single-event firings (one per episode) and the cumulative firing."""
     found: dict[int, int] = {}  # episode start -> triggered
     if alarm.delay_min is not None:
         delay = round(alarm.delay_min * MS_PER_MIN)
@@ -386,7 +387,7 @@ def firings_for(alarm: Alarm, episodes: Sequence[Episode]) -> list[Firing]:
 
 
 LOW_BUDGET_FRACTION = 0.8
-"""SPEC §4.3: ``budget_low`` at 80 % of the allowance consumed."""
+"""docs/EVALUATION.md: ``budget_low`` at 80 % of the allowance consumed."""
 
 
 def reaches_at(episodes: Sequence[Episode], threshold_ms: float) -> int | None:
@@ -407,7 +408,8 @@ def reaches_at(episodes: Sequence[Episode], threshold_ms: float) -> int | None:
 
 
 def budget_figure(budget: Budget, episodes: Sequence[Episode], prior_min: float) -> BudgetFigure:
-    """One budget band for one shipment of a lot (SPEC §4.3); ``prior_min`` from earlier legs."""
+    """One budget band for one shipment of a lot (docs/EVALUATION.md); ``prior_min`` from earlier
+    legs."""
     allowance_ms = budget.allowance_min * MS_PER_MIN
     prior_ms = prior_min * MS_PER_MIN
     return BudgetFigure(
@@ -430,7 +432,7 @@ def assemble(
     evaluated_ms: int,
     prior_budget_min: Mapping[str, float] | None = None,
 ) -> Evaluation:
-    """Alarms, budgets and verdict from measures (SPEC §4.3, §4.4)."""
+    """Alarms, budgets and verdict from measures (docs/EVALUATION.md)."""
     firings: list[Firing] = []
     for alarm in profile.alarms:
         firings.extend(firings_for(alarm, m.episodes.get(alarm.limit_key, ())))
@@ -453,7 +455,8 @@ def assemble(
 def verdict_of(
     profile: Profile, firings: Sequence[Firing], budgets: Sequence[BudgetFigure], m: Measures
 ) -> Verdict:
-    """SPEC §4.4: FAIL on a critical alarm or an exhausted budget; REVIEW on warnings,
+    """docs/EVALUATION.md, verdict: FAIL on a critical alarm or an exhausted budget; REVIEW on
+    warnings,
     gaps or no data; PASS otherwise."""
     severity = {a.id: a.severity for a in profile.alarms}
     fired = {severity[f.alarm_id] for f in firings}
@@ -476,7 +479,7 @@ def evaluate(
     """Evaluate one shipment from its ``(ts_ms, temp_c)`` points, in any order, duplicates allowed.
 
     ``end_ms`` is the delivery time (the hold cap of a finished shipment);
-    while open, the hold is capped at ``now_ms`` (SPEC §4.2).
+    while open, the hold is capped at ``now_ms`` (docs/EVALUATION.md, coverage).
     """
     cap = end_ms if end_ms is not None else now_ms
     return assemble(

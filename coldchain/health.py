@@ -1,4 +1,5 @@
-"""Logger health (SPEC §3.4, §4.5), pure: each condition opens once and clears once.
+"""Logger health (docs/PROTOCOL.md, docs/ALERTS.md), pure: each condition opens once and clears
+once.
 
 :class:`LoggerHealth` follows one logger. It is told what arrived
 (:meth:`LoggerHealth.observe`) and, from a scheduled job, what time it is

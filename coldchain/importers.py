@@ -1,4 +1,5 @@
-"""Offline logger files (SPEC §3.3), pure parsing: a file's text in, readings out.
+"""Offline logger files (docs/PROTOCOL.md, device files), pure parsing: a file's text in, readings
+out.
 
 Imported readings then go through the same :class:`~coldchain.pipeline.Pipeline`
 as MQTT readings: :func:`to_messages` packs them as native JSON telemetry of

@@ -1,4 +1,4 @@
-"""``coldchain import``: an offline logger file into a shipment (SPEC §3.3).
+"""``coldchain import``: an offline logger file into a shipment (docs/PROTOCOL.md, device files).
 
 The file is parsed (pure: :mod:`coldchain.importers`, :mod:`coldchain.berlinger`),
 a device file is kept verbatim with the shipment (its own configuration and

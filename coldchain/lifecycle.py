@@ -1,4 +1,4 @@
-"""An alert's lifecycle (SPEC §6): open → acknowledged → resolved, and escalations. Pure.
+"""An alert's lifecycle (docs/ALERTS.md): open → acknowledged → resolved, and escalations. Pure.
 
 Each transition is a function of the current :class:`AlertStatus` and ``now``
 that returns the next status or raises :class:`~coldchain.errors.AlertError`
@@ -74,7 +74,7 @@ class Escalation:
 
 @dataclass(frozen=True, slots=True)
 class AlertStatus:
-    """Where an alert stands; ``state`` is the §6 field."""
+    """Where an alert stands; ``state`` is the alert field (docs/ALERTS.md)."""
 
     state: AlertState = "open"
     acknowledgement: Acknowledgement | None = None

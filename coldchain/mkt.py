@@ -1,4 +1,4 @@
-"""Mean kinetic temperature, time-weighted, in log-sum-exp form (SPEC §4.3).
+"""Mean kinetic temperature, time-weighted, in log-sum-exp form (docs/EVALUATION.md).
 
 ``MKT = (ΔH/R) / −ln( Σ wᵢ·exp(−ΔH/(R·Tᵢ)) / Σ wᵢ )`` with Tᵢ in kelvin and
 wᵢ the time reading *i* stands for. exp(−ΔH/(R·T)) underflows double
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 GAS_CONSTANT_J_MOL_K = 8.3144
-"""R as SPEC §4.3 writes it (J/(mol·K))."""
+"""R as docs/EVALUATION.md writes it (J/(mol·K))."""
 
 KELVIN = 273.15
 

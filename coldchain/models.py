@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-"""SPEC §2: logger and shipment ids."""
+"""docs/PROTOCOL.md, topics: logger and shipment ids."""
 
 MS_PER_MIN = 60_000
 
@@ -41,13 +41,13 @@ def iso(ms: int) -> str:
 
 
 def valid_id(value: str) -> bool:
-    """True when ``value`` is a valid logger or shipment id (SPEC §2)."""
+    """True when ``value`` is a valid logger or shipment id (docs/PROTOCOL.md, topics)."""
     return bool(ID_PATTERN.match(value))
 
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One temperature reading of one logger (SPEC §3).
+    """One temperature reading of one logger (docs/PROTOCOL.md).
 
     ``temp_c`` is the corrected value (raw + the logger's calibration offset);
     ``raw_temp_c`` is what the device sent.
@@ -69,7 +69,8 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """A message or part of one that was not accepted: what goes to dead letters (SPEC §3.4)."""
+    """A message or part of one that was not accepted: what goes to dead letters (docs/PROTOCOL.md,
+    identity and rejects)."""
 
     reason: str
     topic: str
@@ -97,7 +98,8 @@ class ShipmentStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Shipment:
-    """A shipment (SPEC §5). ``loggers`` lists the primary logger first.
+    """A shipment (docs/DOSSIER.md, custody and shipment details). ``loggers`` lists the primary
+    logger first.
 
     Readings belong to loggers; a shipment owns the readings of its loggers
     whose device time lies in ``[start_ms, end_ms]`` (either bound open when

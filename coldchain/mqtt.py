@@ -1,4 +1,4 @@
-"""The one adapter between paho-mqtt and the rest of coldchain (SPEC §2, §10).
+"""The one adapter between paho-mqtt and the rest of coldchain (docs/PROTOCOL.md, docs/BROKER.md).
 
 No other module of the package imports paho. Here paho's thread callbacks
 become plain calls with the project's own types, and paho's exceptions become
@@ -167,7 +167,8 @@ def _redact(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Will:
-    """The message the broker publishes for us if we vanish (SPEC §2 status topic)."""
+    """The message the broker publishes for us if we vanish (docs/PROTOCOL.md, topics status
+    topic)."""
 
     topic: str
     payload: bytes
@@ -461,7 +462,7 @@ class _Client:
 
 
 class Subscriber(_Client):
-    """A QoS 1 subscriber with a persistent session (SPEC §2).
+    """A QoS 1 subscriber with a persistent session (docs/PROTOCOL.md, topics).
 
     MQTT 5 (default): clean start false and a Session Expiry Interval of
     ``session_expiry_s``; MQTT 3.1.1: clean session false (the broker's

@@ -1,12 +1,12 @@
-"""What an alert notification says, and how a webhook is signed (SPEC §6). Pure.
+"""What an alert notification says, and how a webhook is signed (docs/ALERTS.md). Pure.
 
 A :class:`Notice` is everything a reader needs, decided when the notification
-is queued (in the outbox, in the same transaction as the finding): the §6
+is queued (in the outbox, in the same transaction as the finding): the alert
 alert, the product's name, the lane, the limit, how long, what to do and a
 link. The channels only render it:
 
-* :func:`render_payload` — JSON for MQTT and webhooks: the §6 alert fields at
-  the top level (so an alert-topic consumer reads it as SPEC §2 says), plus
+* :func:`render_payload` — JSON for MQTT and webhooks: the alert fields (docs/ALERTS.md) at
+  the top level (so an alert-topic consumer reads it as docs/PROTOCOL.md, topics says), plus
   ``event``, the context above and the event's detail;
 * :func:`render_subject`, :func:`render_text`, :func:`render_html` — e-mail
   (and the log line), written to read well on a phone: the headline first,
@@ -87,7 +87,7 @@ class Notice:
 
     event: Event
     alert: Mapping[str, Any]
-    """The §6 alert JSON, as it stood when the notice was queued."""
+    """The alert JSON (docs/ALERTS.md), as it stood when the notice was queued."""
     headline: str
     product_name: str | None
     lot: str | None
@@ -192,7 +192,7 @@ def build_notice(
 
 
 def render_payload(notice: Notice, *, delivery_id: str | None = None) -> bytes:
-    """The JSON document for MQTT and webhooks: the §6 alert plus context and detail."""
+    """The JSON document for MQTT and webhooks: the alert plus context and detail."""
     doc: dict[str, Any] = dict(notice.alert)
     doc.update(
         event=notice.event,

@@ -1,4 +1,5 @@
-"""The transactional outbox's records and rules (SPEC §6): deliveries, back-off, digests. Pure.
+"""The transactional outbox's records and rules (docs/ALERTS.md): deliveries, back-off, digests.
+Pure.
 
 A :class:`Delivery` is one notification owed to one channel. It is written in
 the same store transaction as the finding (or the acknowledgement, the
@@ -141,7 +142,7 @@ def after_attempt(
 def is_rate_limited(
     limit: RateLimit | None, *, event: Event, severity: str, sent_in_window: int
 ) -> bool:
-    """Whether a new delivery must be held for the digest (SPEC §6: no storms).
+    """Whether a new delivery must be held for the digest (docs/ALERTS.md: no storms).
 
     Only ``raised`` and ``escalated`` notifications count and are held;
     critical ones never are unless the limit says ``include_critical``.

@@ -1,4 +1,5 @@
-"""The ingest pipeline: messages in, readings stored, findings raised (SPEC §3, §4, §6).
+"""The ingest pipeline: messages in, readings stored, findings raised (docs/PROTOCOL.md,
+docs/EVALUATION.md, docs/ALERTS.md).
 
 Transport-free: :class:`Pipeline` takes ``(topic, payload, received_ms)``
 messages in batches from whoever receives them (the MQTT subscriber's writer,
@@ -248,7 +249,9 @@ class Pipeline:
                             parsed.ident, (), (), status.battery_pct, now, received_ms=received_ms
                         )
                     )
-                elif parsed.kind == "events":  # custody (SPEC §5): stored and audited
+                elif (
+                    parsed.kind == "events"
+                ):  # custody (docs/DOSSIER.md, custody and shipment details): stored and audited
                     event = decode_custody_event(
                         payload, shipment_id=parsed.ident, received_ms=received_ms
                     )
@@ -347,7 +350,8 @@ class Pipeline:
         )
 
     def _monitor_alerts(self, sid: str, firings: Sequence[Firing], now: int) -> list[Alert]:
-        """Alerts for new firings, revisions (SPEC §4.6) and prediction changes."""
+        """Alerts for new firings, revisions (docs/EVALUATION.md, streaming equals batch) and
+        prediction changes."""
         monitor = self._monitors[sid]
         shipment = self._shipments[sid]
         alerts = [self._alert_for(sid, f, monitor, now) for f in firings]
@@ -389,14 +393,14 @@ class Pipeline:
         return alerts
 
     def _resolve(self, alert_id: str, now: int, why: str) -> None:
-        """The alert's condition cleared: resolve it (SPEC §6; see coldchain.lifecycle)."""
+        """The alert's condition cleared: resolve it (docs/ALERTS.md; see coldchain.lifecycle)."""
         self.alerting.cleared(alert_id, now_ms=now, why=why)
 
     def _store_alerts(self, alerts: Sequence[Alert], now: int) -> list[Alert]:
         """Store findings; a new one gets its notifications queued in the same transaction.
 
         Call inside the caller's ``store.transaction()``: the alert and its pending
-        deliveries commit together (the transactional outbox, SPEC §6).
+        deliveries commit together (the transactional outbox, docs/ALERTS.md).
         """
         raised = []
         for alert in alerts:
@@ -478,7 +482,7 @@ class Pipeline:
             for d in found
         ]
 
-    # -- logger health (SPEC §3.4, §4.5) ------------------------------------------
+    # -- logger health (docs/PROTOCOL.md, docs/ALERTS.md) ------------------------------------------
 
     def _health_of(
         self,
@@ -540,7 +544,8 @@ class Pipeline:
         return found
 
     def check_silence(self) -> list[Alert]:
-        """Scheduled: ``logger_silent`` for loggers of shipments in transit (SPEC §4.5)."""
+        """Scheduled: ``logger_silent`` for loggers of shipments in transit (docs/ALERTS.md, logger
+        health)."""
         with self._lock:
             now = self.clock.now_ms()
             alerts: list[Alert] = []
@@ -575,7 +580,8 @@ class Pipeline:
 
 
 def _calibrated(readings: Sequence[Reading], offset_c: float) -> list[Reading]:
-    """SPEC §4.2: the certificate's offset is added to raw values; both are kept."""
+    """docs/EVALUATION.md, coverage: the certificate's offset is added to raw values; both are
+    kept."""
     return [replace(r, temp_c=r.temp_c + offset_c) for r in readings]
 
 

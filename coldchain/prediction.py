@@ -1,4 +1,4 @@
-"""Forecasting a limit crossing from the recent trend (SPEC §4.3 ``predict``), pure.
+"""Forecasting a limit crossing from the recent trend (docs/EVALUATION.md ``predict``), pure.
 
 An ordinary least-squares line is fitted to the readings of the last
 ``window_min`` of device time. When the fitted value at the newest reading is

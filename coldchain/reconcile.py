@@ -1,4 +1,5 @@
-"""Device figures beside coldchain's: the ``reconciliation`` block (SPEC §3.3), pure.
+"""Device figures beside coldchain's: the ``reconciliation`` block (docs/PROTOCOL.md, device
+files), pure.
 
 Given a parsed Berlinger :class:`~coldchain.berlinger.DeviceFile` and coldchain's
 evaluation of the same readings, says for each figure whether the two agree:
@@ -32,7 +33,7 @@ def truncate_01(value: float) -> float:
 def reconcile(df: DeviceFile, evaluation_json: Mapping[str, Any]) -> dict[str, Any]:
     """The ``reconciliation`` block of evaluation.json: device and coldchain side by side.
 
-    SPEC §3.3: min and max agree when equal; MKT and average when coldchain's
+    docs/PROTOCOL.md, device files: min and max agree when equal; MKT and average when coldchain's
     figure truncated to 0.1 °C equals the device's; an alarm time when within
     one logging interval; an out-of-range duration when within one interval
     per episode. ``agrees`` is None where one side has no figure. An alarm

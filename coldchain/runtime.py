@@ -1,7 +1,7 @@
 """A running coldchain: broker connection, writer, pipeline, scheduler, alert channels.
 
 Used by ``coldchain serve`` and ``coldchain demo``. With no broker URL
-configured, the embedded broker is started in-process (SPEC §10).
+configured, the embedded broker is started in-process (docs/BROKER.md).
 
 With ``[ingest] mode = "process"`` (the default) the pipeline runs in a child
 process (:class:`~coldchain.ingest.ProcessWriter`) with its own store

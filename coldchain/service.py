@@ -83,7 +83,8 @@ def shipment_series(store: Store, shipment: Shipment) -> dict[str, list[tuple[in
 def shipment_timeline(
     store: Store, shipment: Shipment, profile: Profile
 ) -> list[tuple[int, float]]:
-    """The evaluated timeline: the primary, with backups filling its gaps (SPEC §4.2)."""
+    """The evaluated timeline: the primary, with backups filling its gaps (docs/EVALUATION.md,
+    coverage)."""
     series = shipment_series(store, shipment)
     gap_ms = round(profile.max_gap_min * MS_PER_MIN)
     return merge([series[lg] for lg in shipment.loggers], gap_ms=gap_ms)
@@ -133,7 +134,7 @@ def _leg_order(s: Shipment) -> tuple[int, int, str]:
 def prior_budget_min(
     store: Store, profiles: ProfileSet, shipment: Shipment, *, now_ms: int
 ) -> dict[str, float]:
-    """Budget minutes the lot used on earlier legs, less QA add-backs (SPEC §4.3)."""
+    """Budget minutes the lot used on earlier legs, less QA add-backs (docs/EVALUATION.md)."""
     if not shipment.lot:
         return {}
     earlier = [

@@ -1,4 +1,5 @@
-"""Ed25519 keys and signatures for dossier manifests (SPEC §7); the only user of cryptography.
+"""Ed25519 keys and signatures for dossier manifests (docs/DOSSIER.md); the only user of
+cryptography.
 
 The private key is a PKCS#8 PEM file (``[dossier] signing_key``), created on
 first use with mode 0600 and its public key beside it (``*.pub.pem``).

@@ -1,4 +1,5 @@
-"""Incremental evaluation on arrival (SPEC §4.6), pure: no clock, no I/O.
+"""Incremental evaluation on arrival (docs/EVALUATION.md, streaming equals batch), pure: no clock,
+no I/O.
 
 :class:`ShipmentMonitor` keeps one shipment's readings in device-time order
 and the state of the run of out-of-range readings at the tail, so a reading
@@ -14,7 +15,8 @@ an alarm fires while a logger sits silent beyond a limit.
 
 Besides new alarm firings it reports (through :meth:`take_changes`):
 
-* **revisions** (SPEC §4.6): late readings that change a firing already
+* **revisions** (docs/EVALUATION.md, streaming equals batch): late readings that change a firing
+  already
   reported — its episode now starts earlier, its time moved, or it no longer
   fires at all. A firing is withdrawn only when the data contradicts it,
   judged at the longest hold the last reading could have, never merely for
@@ -22,7 +24,7 @@ Besides new alarm firings it reports (through :meth:`take_changes`):
 * **budget thresholds** of the lot (``budget:<id>:low`` and
   ``budget:<id>:exhausted`` firings), with earlier legs' consumption given
   as ``prior_budget_min``;
-* **predictions** (SPEC §4.3): a forecast crossing of a critical limit
+* **predictions** (docs/EVALUATION.md): a forecast crossing of a critical limit
   within the profile's horizon, at most one open per limit, withdrawn when
   the trend recovers or the limit is actually crossed.
 """
@@ -121,7 +123,7 @@ class ShipmentMonitor:
 
     @property
     def prior_budget_min(self) -> dict[str, float]:
-        """Budget minutes the lot used on earlier legs (SPEC §4.3)."""
+        """Budget minutes the lot used on earlier legs (docs/EVALUATION.md)."""
         return self._prior_budget_min
 
     @prior_budget_min.setter
@@ -226,7 +228,7 @@ class ShipmentMonitor:
     # -- internals -----------------------------------------------------------
 
     def _append(self, ts: int, temp: float) -> None:
-        # the hot path of ingest: one comparison per limit, written out (SPEC §4.3, strict)
+        # the hot path of ingest: one comparison per limit, written out (docs/EVALUATION.md, strict)
         prev_end = min(ts, self._ts[-1] + self._gap_ms) if self._ts else ts
         for key in self._keys:
             above = key[0] == "above"
@@ -334,7 +336,7 @@ class ShipmentMonitor:
             self._changes.revisions.append(Revision(old, replacement))
 
     def _predict(self) -> None:
-        """Open or withdraw one prediction per critical limit (SPEC §4.3)."""
+        """Open or withdraw one prediction per critical limit (docs/EVALUATION.md)."""
         if self.profile.predict is None or not self._critical_keys:
             return
         window_ms = self.profile.predict.window_min * MS_PER_MIN

@@ -1,4 +1,4 @@
-"""Several loggers on one shipment (SPEC §4.2), pure.
+"""Several loggers on one shipment (docs/EVALUATION.md, coverage), pure.
 
 The primary logger's readings are evaluated; a backup's readings fill the time
 the primary does not cover (its gaps, and before its first or after its last

@@ -1,4 +1,4 @@
-"""MQTT topic names (SPEC §2): pure parsing and building, no networking."""
+"""MQTT topic names (docs/PROTOCOL.md, topics): pure parsing and building, no networking."""
 
 from __future__ import annotations
 

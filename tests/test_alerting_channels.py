@@ -1,4 +1,4 @@
-"""Alert channels against real receivers (SPEC §6): an HTTP server that verifies the
+"""Alert channels against real receivers (docs/ALERTS.md): an HTTP server that verifies the
 HMAC and the timestamp, an SMTP server (aiosmtpd), a Mosquitto subscriber, and the
 whole runtime from a published reading to an escalation."""
 

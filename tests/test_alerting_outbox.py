@@ -1,4 +1,4 @@
-"""The outbox, lifecycle and escalation through the real store and pipeline (SPEC §6).
+"""The outbox, lifecycle and escalation through the real store and pipeline (docs/ALERTS.md).
 
 Channels are :class:`coldchain.testing.MemoryChannel` (the network adapters
 have their own tests with real receivers); time is a :class:`FakeClock`.

@@ -1,4 +1,4 @@
-"""The pure rules of alerting (SPEC §6): routing, escalation, back-off, rate limits,
+"""The pure rules of alerting (docs/ALERTS.md): routing, escalation, back-off, rate limits,
 signatures, lifecycle and what a notification says. No I/O."""
 
 from __future__ import annotations

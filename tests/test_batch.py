@@ -1,4 +1,5 @@
-"""The polars re-evaluation equals the Python walk (SPEC §4.6: streaming equals batch)."""
+"""The polars re-evaluation equals the Python walk (docs/EVALUATION.md, streaming equals batch:
+streaming equals batch)."""
 
 from __future__ import annotations
 

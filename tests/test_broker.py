@@ -1,4 +1,4 @@
-"""The embedded zero-setup broker (SPEC §10), tested with real MQTT clients.
+"""The embedded zero-setup broker (docs/BROKER.md), tested with real MQTT clients.
 
 Raw paho clients check the broker on its own; coldchain's Subscriber and
 Publisher check the behaviour `coldchain demo`/`serve` rely on. pytest turns

@@ -1,4 +1,5 @@
-"""Settings and product profiles (SPEC §4.1, §9, §10): validated at start, errors name
+"""Settings and product profiles (docs/EVALUATION.md, README.md, docs/BROKER.md): validated at
+start, errors name
 the file, the field and the reason."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Customs-ready documents (SPEC §8): rule packs, `customs check`, the documents, and privacy."""
+"""Customs-ready documents (docs/DOSSIER.md, customs): rule packs, `customs check`, the documents,
+and privacy."""
 
 from __future__ import annotations
 

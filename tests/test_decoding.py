@@ -1,4 +1,4 @@
-"""Decoding tables (SPEC §3.1, §3.2, §3.4): what is accepted, and every reject reason."""
+"""Decoding tables (docs/PROTOCOL.md): what is accepted, and every reject reason."""
 
 from __future__ import annotations
 

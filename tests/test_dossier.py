@@ -1,4 +1,5 @@
-"""The dossier ZIP (SPEC §7): every member, the PDF page by page, EPCIS against the GS1 schema,
+"""The dossier ZIP (docs/DOSSIER.md): every member, the PDF page by page, EPCIS against the GS1
+schema,
 the signed manifest and `coldchain verify`."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Custody events (SPEC §5): the pure decoder, MQTT and CLI ingestion, legs, EPCIS steps."""
+"""Custody events (docs/DOSSIER.md, custody and shipment details): the pure decoder, MQTT and CLI
+ingestion, legs, EPCIS steps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Evaluation core (SPEC §4): MKT references, hand-computed cases, arrival-order properties."""
+"""Evaluation core (docs/EVALUATION.md): MKT references, hand-computed cases, arrival-order
+properties."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def series(values: list[float], step_min: float = 5, t0: int = 0) -> list[tuple[
     return [(t0 + round(i * step_min * M), v) for i, v in enumerate(values)]
 
 
-# -- MKT (SPEC §4.3 reference values) ---------------------------------------------------
+# -- MKT (docs/EVALUATION.md reference values) ---------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Logger health (SPEC §3.4, §4.5): each condition opens once and clears when it ends."""
+"""Logger health (docs/PROTOCOL.md, docs/ALERTS.md): each condition opens once and clears when it
+ends."""
 
 from __future__ import annotations
 

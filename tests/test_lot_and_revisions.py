@@ -1,4 +1,5 @@
-"""Late data revises (SPEC §4.6), lot budgets across legs (§4.3), several loggers (§4.2)."""
+"""Late data revises (docs/EVALUATION.md, streaming equals batch), lot budgets across legs, several
+loggers."""
 
 from __future__ import annotations
 

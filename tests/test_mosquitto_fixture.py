@@ -1,4 +1,4 @@
-"""The `mosquitto_url` broker carries QoS 1 the way SPEC §2 relies on it."""
+"""The `mosquitto_url` broker carries QoS 1 the way docs/PROTOCOL.md, topics relies on it."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class _Client:
 
     def connect(self, *, persistent: bool = False) -> None:
         properties = Properties(PacketTypes.CONNECT)
-        # SPEC §2: subscribers use clean start false and a session expiry.
+        # docs/PROTOCOL.md, topics: subscribers use clean start false and a session expiry.
         properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
         assert self._address.hostname is not None
         assert self._address.port is not None
@@ -128,4 +128,6 @@ def test_mosquitto_persistent_session_queues_qos1_while_subscriber_offline(
     restarted = connect(client_id, persistent=True)
     assert restarted.session_present
     received = [_next(restarted.messages, "queued message").payload for _ in payloads]
-    assert sorted(received) == sorted(payloads)  # arrival order is not promised (SPEC §3.4)
+    assert sorted(received) == sorted(
+        payloads
+    )  # arrival order is not promised (docs/PROTOCOL.md, identity and rejects)

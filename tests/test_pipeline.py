@@ -1,4 +1,5 @@
-"""The pipeline without a transport: decode, store, evaluate, alert (SPEC §3.4, §4, §6)."""
+"""The pipeline without a transport: decode, store, evaluate, alert (docs/PROTOCOL.md,
+docs/EVALUATION.md, docs/ALERTS.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Streaming equals batch (SPEC §4.6) over random profiles, arrival orders and late bursts."""
+"""Streaming equals batch (docs/EVALUATION.md, streaming equals batch) over random profiles,
+arrival orders and late bursts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Customs-ready documents as data (SPEC §8), pure: invoice, packing list, statements.
+"""Customs-ready documents as data (docs/DOSSIER.md, customs), pure: invoice, packing list,
+statements.
 
 :func:`customs_input` is the only door into this module: it copies from a
 shipment the details marked ``customs=True`` in :mod:`coldchain.details`
@@ -39,7 +40,8 @@ MISSING = "MISSING"
 
 @dataclass(frozen=True, slots=True)
 class TemperatureFacts:
-    """The evaluation's figures, nothing else (SPEC §8 temperature-record statement)."""
+    """The evaluation's figures, nothing else (docs/DOSSIER.md, customs temperature-record
+    statement)."""
 
     verdict: str
     readings: int
@@ -158,7 +160,7 @@ def _header(inp: CustomsInput, doc: str, title: str, pack: RulePack) -> dict[str
 
 
 def invoice(inp: CustomsInput, pack: RulePack) -> dict[str, Any]:
-    """Commercial or pro-forma invoice (SPEC §8)."""
+    """Commercial or pro-forma invoice (docs/DOSSIER.md, customs)."""
     v = inp.values
     ncv = v.get("no_commercial_value") == "true"
     title = "Pro-forma invoice" if ncv and pack.proforma_when_no_commercial_value else None
@@ -238,7 +240,8 @@ def packing_list(inp: CustomsInput, pack: RulePack) -> dict[str, Any]:
 
 
 def dangerous_goods(inp: CustomsInput, pack: RulePack) -> dict[str, Any]:
-    """SPEC §8: UN1845 with net kg; the LN2 dry-shipper statement; UN3373 where set."""
+    """docs/DOSSIER.md, customs: UN1845 with net kg; the LN2 dry-shipper statement; UN3373 where
+    set."""
     v = inp.values
     packaging = v.get("packaging")
     packages = int(v.get("packages", "1"))
@@ -296,7 +299,8 @@ def _fmt_c(value: float | None) -> str:
 
 
 def temperature_record(inp: CustomsInput, pack: RulePack) -> dict[str, Any]:
-    """SPEC §8: monitored range, min/max, MKT where applicable, excursions, verdict, loggers."""
+    """docs/DOSSIER.md, customs: monitored range, min/max, MKT where applicable, excursions,
+    verdict, loggers."""
     t = inp.temperature
     doc = _header(inp, "temperature-record", "Temperature record statement", pack) | {
         "product": inp.product_name,

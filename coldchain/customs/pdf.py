@@ -1,4 +1,4 @@
-"""The customs documents as PDFs (SPEC §8): the one module that lays them out.
+"""The customs documents as PDFs (docs/DOSSIER.md, customs): the one module that lays them out.
 
 Each document dict of :mod:`coldchain.customs.documents` becomes an A4 page
 (or more) with the same header, "Page x of y" and dossier content hash as

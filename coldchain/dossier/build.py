@@ -1,4 +1,4 @@
-"""Building a dossier: the shell that reads the store, renders, signs and zips (SPEC §7).
+"""Building a dossier: the shell that reads the store, renders, signs and zips (docs/DOSSIER.md).
 
 :func:`gather` reads one shipment's everything into a
 :class:`~coldchain.dossier.content.DossierInput`; :func:`assemble` turns it
@@ -126,7 +126,7 @@ def gather(
 
 
 def assemble(inp: DossierInput, key: SigningKey, *, timings: Timings | None = None) -> Dossier:
-    """The signed dossier ZIP of SPEC §7 from its input."""
+    """The signed dossier ZIP of docs/DOSSIER.md from its input."""
     t = timings or Timings()
     created = ms_to_dt(inp.generated_ms)
     with t.stage("data files"):

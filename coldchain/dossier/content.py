@@ -1,4 +1,5 @@
-"""What goes into a dossier (SPEC §7), pure: its inputs in, file bytes and the PDF's view out.
+"""What goes into a dossier (docs/DOSSIER.md), pure: its inputs in, file bytes and the PDF's view
+out.
 
 :class:`DossierInput` holds everything gathered for one shipment (the
 shell in :mod:`coldchain.dossier.build` reads it from the store);
@@ -141,7 +142,7 @@ def _limit_text(direction: str, limit_c: float) -> str:
 
 
 def readings_frame(inp: DossierInput) -> pl.DataFrame:
-    """Every reading of every logger in the window (SPEC §7 ``readings.csv``), flagged."""
+    """Every reading of every logger in the window (docs/DOSSIER.md ``readings.csv``), flagged."""
     rs = inp.readings
     primary = inp.shipment.loggers[0] if inp.shipment.loggers else ""
     frame = pl.DataFrame(
@@ -262,7 +263,7 @@ def journey(inp: DossierInput) -> list[Segment]:
 def leg_stats(inp: DossierInput, segs: Sequence[Segment]) -> list[LegStats]:
     """Min, max and time-weighted mean of the evaluated timeline per leg.
 
-    Each reading weighs the part of its hold (SPEC §4.2) inside the leg; the
+    Each reading weighs the part of its hold (docs/EVALUATION.md, coverage) inside the leg; the
     reading before a leg holds into it and counts for its mean, not its min/max.
     """
     gap_ms = round(inp.profile.max_gap_min * MS_PER_MIN)
@@ -1091,8 +1092,8 @@ def _loggers_table(inp: DossierInput) -> Table:
         ),
         tuple(rows),
         (1.3, 0.8, 0.8, 1.8, 0.8, 2.5),
-        note="Corrected = raw + offset from the logger's calibration certificate (SPEC §4.2); "
-        "readings.csv holds both.",
+        note="Corrected = raw + offset from the logger's calibration certificate "
+        "(docs/EVALUATION.md, coverage); readings.csv holds both.",
     )
 
 
@@ -1120,7 +1121,7 @@ def _disposition_text(inp: DossierInput) -> list[str]:
 def dossier_view(
     inp: DossierInput, *, content_sha256: str, key_fingerprint: str | None
 ) -> DossierView:
-    """What the PDF shows (SPEC §7), given the hash of the data it is rendered from."""
+    """What the PDF shows (docs/DOSSIER.md), given the hash of the data it is rendered from."""
     customs = customs_check(inp)
     legs = inp.legs
     d = inp.disposition

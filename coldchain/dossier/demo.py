@@ -1,7 +1,8 @@
 """Dossiers for ``coldchain demo``: shipment details, custody and a QA signature, then the ZIPs.
 
 The simulated fleet knows products, lanes and times only; this fills in what
-a real shipment would carry (SPEC §5) — fictitious parties, the courier,
+a real shipment would carry (docs/DOSSIER.md, custody and shipment details) — fictitious parties,
+the courier,
 packaging for the product, the hub route, permits for the destination —
 records a plausible custody trail, lets a demo QA signer sign each delivered
 shipment (released on PASS, rejected on FAIL, quarantined on REVIEW) and

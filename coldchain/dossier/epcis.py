@@ -1,4 +1,4 @@
-"""The dossier's ``epcis.jsonld``: an EPCIS 2.0 document, pure (SPEC §5, §7).
+"""The dossier's ``epcis.jsonld``: an EPCIS 2.0 document, pure (docs/DOSSIER.md).
 
 * one ``ObjectEvent`` per custody event, with the CBV 2.0 ``bizStep`` and
   ``disposition`` of :data:`coldchain.custody.EPCIS_STEPS`;
@@ -43,7 +43,7 @@ DISPOSITION_STEPS: Mapping[str, tuple[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class LegStats:
-    """One leg's temperature summary; ``mean_c`` time-weighted like SPEC §7's ``mean_c``."""
+    """One leg's temperature summary; ``mean_c`` time-weighted like docs/DOSSIER.md's ``mean_c``."""
 
     segment: Segment
     readings: int
@@ -54,7 +54,7 @@ class LegStats:
 
 @dataclass(frozen=True, slots=True)
 class Excursion:
-    """An episode (SPEC §4.3) for the EPCIS alarm report."""
+    """An episode (docs/EVALUATION.md) for the EPCIS alarm report."""
 
     direction: str
     limit_c: float
@@ -133,7 +133,7 @@ def sensor_events(
     legs: Sequence[LegStats],
     excursions: Sequence[Excursion],
 ) -> list[dict[str, Any]]:
-    """One ``sensor_reporting`` event per leg, with its alarms (SPEC §7)."""
+    """One ``sensor_reporting`` event per leg, with its alarms (docs/DOSSIER.md)."""
     primary = shipment.loggers[0] if shipment.loggers else "unknown"
     out = []
     for i, leg in enumerate(legs):

@@ -1,4 +1,5 @@
-"""The dossier's ``manifest.json``, the ZIP around it, and ``coldchain verify`` (SPEC §7). Pure.
+"""The dossier's ``manifest.json``, the ZIP around it, and ``coldchain verify`` (docs/DOSSIER.md).
+Pure.
 
 ``manifest.json`` lists every other member with its SHA-256 and size, the
 generator and its version, the creation time, the audit trail's head at that
@@ -190,7 +191,7 @@ def _members(data: bytes) -> tuple[dict[str, bytes], list[Finding]]:
 
 
 def verify_dossier(data: bytes, *, trusted_keys: Sequence[bytes] = ()) -> VerifyReport:
-    """Check every hash and the signature of a dossier ZIP (SPEC §7 ``coldchain verify``).
+    """Check every hash and the signature of a dossier ZIP (docs/DOSSIER.md ``coldchain verify``).
 
     ``trusted_keys`` are raw Ed25519 public keys obtained separately; with
     none, the embedded key is checked but origin is not (``trusted`` None).

@@ -1,4 +1,4 @@
-"""``dossier.pdf`` (SPEC §7): the one module that draws, with reportlab and matplotlib.
+"""``dossier.pdf`` (docs/DOSSIER.md): the one module that draws, with reportlab and matplotlib.
 
 It lays out a :class:`~coldchain.dossier.content.DossierView` and decides
 nothing: page 1 answers "can this be released?" (system verdict, QA

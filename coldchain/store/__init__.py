@@ -1,4 +1,5 @@
-"""The ``Store`` protocol: everything the pipeline keeps (SPEC §3.4, §5, §6).
+"""The ``Store`` protocol: everything the pipeline keeps (docs/PROTOCOL.md, docs/DOSSIER.md,
+docs/ALERTS.md).
 
 The core never sees SQL; it speaks to a :class:`Store`. SQLite is the default
 implementation (:mod:`coldchain.store.sqlite`); PostgreSQL will implement the
@@ -23,7 +24,8 @@ from coldchain.outbox import Attempt, Delivery, DeliveryStatus
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """A second copy of a reading with a different value: the first stays (SPEC §3.4)."""
+    """A second copy of a reading with a different value: the first stays (docs/PROTOCOL.md,
+    identity and rejects)."""
 
     kept: Reading
     refused: Reading
@@ -80,7 +82,7 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class BudgetAddBack:
-    """Stability budget restored to a lot by a QA decision (SPEC §4.3): who, why, when."""
+    """Stability budget restored to a lot by a QA decision (docs/EVALUATION.md): who, why, when."""
 
     lot: str
     budget_id: str
@@ -166,7 +168,8 @@ class Store(Protocol):
     # ``list_audit`` returns ``prev_hash`` and ``hash`` with every entry.
 
     def add_custody_event(self, event: CustodyEvent) -> bool:
-        """Store a custody event (SPEC §5); False when the same event is already stored."""
+        """Store a custody event (docs/DOSSIER.md, custody and shipment details); False when the
+        same event is already stored."""
         ...
 
     def list_custody_events(self, shipment_id: str) -> list[CustodyEvent]:

@@ -2,7 +2,8 @@
 
 WAL journal, one connection guarded by a lock, writes batched by the caller
 inside :meth:`SqliteStore.transaction`. Readings are deduplicated by their
-identity (SPEC §3.4): ``(logger, seq)`` when the logger sends a sequence
+identity (docs/PROTOCOL.md, identity and rejects): ``(logger, seq)`` when the logger sends a
+sequence
 number, else ``(logger, device time)``. A batch is staged in a temporary
 table and moved with one sorted ``INSERT OR IGNORE … RETURNING``: sorting by
 key roughly triples the insert rate, and ``RETURNING`` tells which rows were
@@ -40,7 +41,7 @@ from coldchain.store import (
 )
 
 DEAD_LETTER_MAX_BYTES = 64 * 1024
-"""SPEC §3.4: the raw payload is kept up to 64 KiB."""
+"""docs/PROTOCOL.md, identity and rejects: the raw payload is kept up to 64 KiB."""
 
 BY_SEQ = 0
 BY_TIME = 1
