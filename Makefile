@@ -1,6 +1,6 @@
-# One command per job, the same for a person, the pre-stop hook and CI
-# (STYLE.md §10). Everything runs from .venv, installed from requirements.lock,
-# so every machine runs the same tool versions.
+# One command per job, the same for a person, the pre-stop hook and CI.
+# Everything runs from .venv, installed from the locks (requirements-bootstrap.lock,
+# then requirements.lock), so every machine runs the same tool versions.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,11 +17,12 @@ export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: help venv mosquitto system-deps check test fmt demo bench-ingest bench-dossier bench-alerts bench-eval lock clean
+.PHONY: help venv mosquitto system-deps check test smoke-wheel fmt demo bench-ingest bench-dossier bench-alerts bench-eval lock clean
 
 help:
 	@echo "make test          lint, type-check and run all tests (what CI runs)"
 	@echo "make check         ruff format --check, ruff check, mypy --strict"
+	@echo "make smoke-wheel   build the wheel, install it in a clean venv, run it from an empty directory"
 	@echo "make fmt           format and auto-fix lint"
 	@echo "make demo          run 'coldchain demo' (embedded broker, SQLite)"
 	@echo "make bench-ingest  run the ingest benchmark"
@@ -39,7 +40,8 @@ venv: $(VENV)/.project.stamp
 # The venv is created once and then kept: every later step brings it back to
 # the lock, so a retry after a failed download never throws away a working venv.
 # Step 1: the installer. The machine's pip (any version since 8) only installs
-# one hashed wheel, uv, pinned in requirements-bootstrap.lock.
+# hashed wheels pinned in requirements-bootstrap.lock: uv, and setuptools, the
+# build backend every build of coldchain is held to (--build-constraints).
 $(UV): requirements-bootstrap.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "coldchain needs Python >= 3.11; set PYTHON=python3.x" >&2; exit 1; }
@@ -49,7 +51,7 @@ $(UV): requirements-bootstrap.lock
 	  $(PYTHON) -m venv $(VENV) \
 	    || { echo "could not create $(VENV); on Debian: apt-get install python3-venv" >&2; exit 1; }; \
 	fi
-	@echo "==> installing uv, pinned and hashed (requirements-bootstrap.lock)"
+	@echo "==> installing uv and setuptools, pinned and hashed (requirements-bootstrap.lock)"
 	@$(BIN)/python -m pip install -qq --disable-pip-version-check --no-deps --require-hashes \
 	  -r requirements-bootstrap.lock
 	@touch $@
@@ -65,7 +67,8 @@ $(VENV)/.deps.stamp: requirements.lock $(UV)
 # but not yet to the lock.
 $(VENV)/.project.stamp: $(VENV)/.deps.stamp pyproject.toml
 	@echo "==> installing coldchain into $(VENV) (editable)"
-	@$(UV) pip install --quiet --no-deps --python $(BIN)/python --editable .
+	@$(UV) pip install --quiet --no-deps --python $(BIN)/python \
+	  --build-constraints requirements-bootstrap.lock --editable .
 	@$(UV) pip check --quiet --python $(BIN)/python \
 	  || { echo "requirements.lock is out of date: run 'make lock'" >&2; exit 1; }
 	@touch $@
@@ -75,12 +78,18 @@ mosquitto system-deps:
 	@scripts/install-system-deps.sh
 
 check: venv
+	@echo "==> ruff format --check, ruff check, mypy --strict"
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict coldchain simulators
 
 test: venv mosquitto check
+	@echo "==> pytest"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The built wheel, installed into a clean venv and run from an empty directory.
+smoke-wheel: venv
+	@scripts/smoke-wheel.sh
 
 fmt: venv
 	$(BIN)/ruff format .
@@ -104,9 +113,9 @@ bench-eval: venv
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	  --generate-hashes --quiet --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements.lock
-	@echo "uv==$$($(UV) --version | cut -d' ' -f2)" \
-	  | $(UV) pip compile - --universal --python-version 3.11 --generate-hashes --quiet \
-	    --custom-compile-command "make lock" -o requirements-bootstrap.lock
+	$(UV) pip compile requirements-bootstrap.in --universal --python-version 3.11 \
+	  --generate-hashes --quiet --custom-compile-command "make lock" $(LOCK_ARGS) \
+	  -o requirements-bootstrap.lock
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -34,7 +34,13 @@ fi
 
 # CI runs with no stdin: never let debconf ask a question.
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
+echo "==> installing ${missing[*]} with apt-get"
+log=$(mktemp)
+if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "apt-get could not install: ${missing[*]}" >&2
+  exit 1
+fi
+rm -f "$log"
 # The mosquitto package may also start a system broker on port 1883. The tests do
 # not use it (each session starts its own broker on a free port), so it is left as is.
