@@ -158,6 +158,7 @@ class EmbeddedBroker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._amqtt: Broker | None = None
         self._ready = threading.Event()
         self._stop_requested = threading.Event()
         self._error: BaseException | None = None
@@ -232,6 +233,26 @@ class EmbeddedBroker:
         if self._error is not None and was_serving:
             logger.warning("embedded broker stopped with an error: %r", self._error)
 
+    def sessions(self) -> dict[str, bool]:
+        """Client id → connected, for every session the broker holds.
+
+        Offline persistent sessions are listed (False) until they expire; amqtt's
+        once-a-second sweep removes offline clean sessions. For tests and
+        diagnostics; BrokerError if not running.
+        """
+        loop, amqtt = self._loop, self._amqtt
+        if loop is None or amqtt is None or self._port is None:
+            msg = "the embedded broker is not running; call start() first"
+            raise BrokerError(msg)
+
+        async def read() -> dict[str, bool]:  # on the broker's loop, which owns the sessions
+            return {
+                client_id: session.transitions.state == "connected"
+                for client_id, (session, _handler) in amqtt.sessions.items()
+            }
+
+        return asyncio.run_coroutine_threadsafe(read(), loop).result(_STOP_TIMEOUT_S)
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -281,12 +302,14 @@ class EmbeddedBroker:
         self._loop = loop
         broker = _RoutingBroker(self._config())
         await broker.start()
+        self._amqtt = broker
         try:
             self._port = _bound_port(broker)
             self._ready.set()
             if not self._stop_requested.is_set():
                 await self._stop_event.wait()
         finally:
+            self._amqtt = None
             await broker.shutdown()
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

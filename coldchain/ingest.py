@@ -166,13 +166,24 @@ class Writer:
     ``submit`` only enqueues. Once a message arrives the writer collects for
     ``batch_wait_ms`` (sleeping, so it is not woken once per message) or
     until ``batch_max`` messages, then hands the batch to
-    :meth:`Pipeline.handle`.
+    :meth:`Pipeline.handle`. ``monotonic`` and ``sleep`` time that wait
+    (a test passes its own, to move time itself).
     """
 
-    def __init__(self, pipeline: Pipeline, *, batch_max: int, batch_wait_ms: int) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        batch_max: int,
+        batch_wait_ms: int,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.pipeline = pipeline
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_ms / 1000
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="coldchain-writer", daemon=True)
         self._idle = threading.Event()
@@ -225,17 +236,17 @@ class Writer:
     def _collect(self, first: Message) -> tuple[list[Message], bool]:
         """The batch that starts with ``first``; True when the stop marker was seen."""
         batch = [first]
-        deadline = time.monotonic() + self.batch_wait_s
+        deadline = self._monotonic() + self.batch_wait_s
         while len(batch) < self.batch_max:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._monotonic()
                 if remaining <= 0:
                     break
                 # Sleep rather than block on the queue: a blocked get wakes (and
                 # takes the GIL from paho's thread) once per message.
-                time.sleep(remaining)
+                self._sleep(remaining)
                 continue
             if item is None:
                 return batch, True

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -27,6 +27,7 @@ from coldchain.errors import BrokerError
 from coldchain.mqtt import MqttVersion, Publisher, Subscriber
 
 WAIT_S = 10.0
+HANG_S = 30.0
 
 
 @pytest.fixture
@@ -112,6 +113,39 @@ def _v311_subscriber(url: str, client_id: str, topic: str, sink: _Collector) -> 
     )
 
 
+def _until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll the broker's state until ``predicate`` holds; the timeout only bounds a hang."""
+    deadline = time.monotonic() + HANG_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {HANG_S:.0f} s")
+        time.sleep(0.02)
+
+
+def _await_session_sweep(broker: EmbeddedBroker) -> None:
+    """Return once amqtt's session monitor has swept since this call began.
+
+    Its sweep (about once a second) drops offline clean sessions: a canary
+    clean session connects and leaves; once it is gone, a sweep ran after
+    every session that was offline before the call.
+    """
+    canary = f"canary-{uuid.uuid4().hex[:8]}"
+    connected = threading.Event()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=canary, protocol=mqtt.MQTTv311, clean_session=True
+    )
+    client.on_connect = lambda *_: connected.set()
+    client.connect("127.0.0.1", _port(broker.url))
+    client.loop_start()
+    try:
+        assert connected.wait(WAIT_S), "the canary got no CONNACK"
+        assert canary in broker.sessions()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    _until(lambda: canary not in broker.sessions(), "amqtt's session sweep dropping the canary")
+
+
 def test_embedded_broker_keeps_offline_persistent_session(broker: EmbeddedBroker) -> None:
     # amqtt's own anonymous login would drop this session and queue nothing.
     prefix = f"coldchain-test/{uuid.uuid4().hex}"
@@ -119,7 +153,9 @@ def test_embedded_broker_keeps_offline_persistent_session(broker: EmbeddedBroker
     first, second = _Collector(), _Collector()
     with _v311_subscriber(broker.url, client_id, f"{prefix}/#", first):
         pass
-    time.sleep(1.5)  # longer than amqtt's session sweep (1 s)
+    _until(lambda: broker.sessions().get(client_id) is False, "the session going offline")
+    _await_session_sweep(broker)
+    assert broker.sessions()[client_id] is False  # offline, and kept by the sweep
     with Publisher(url=broker.url, client_id="offline-pub", protocol=MqttVersion.V311) as pub:
         for i in range(200):
             pub.publish(f"{prefix}/r", f"{i}".encode())
@@ -157,6 +193,8 @@ def test_embedded_broker_stop_is_clean_and_idempotent() -> None:
     assert _broker_threads() == []
     with pytest.raises(BrokerError, match="not running"):
         _ = broker.url
+    with pytest.raises(BrokerError, match="not running"):
+        broker.sessions()
     # The port is released: it can be bound again.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))

@@ -8,6 +8,7 @@ connection, as the runtime's parent process does.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import threading
 import time
@@ -202,16 +203,35 @@ def test_process_writer_child_death_dead_letters_the_unconfirmed_and_stop_raises
 
 
 def test_process_writer_death_mid_batch_loses_nothing(settings: Settings, store: Store):
-    writer = process_writer(settings, store).start()
-    for n in range(160):  # about a second of work for the child; packs under 64 KiB,
-        writer.submit(*pack("LG-1", range(n * 500, (n + 1) * 500)))  # kept whole as dead letters
-    time.sleep(0.3)  # batches are in flight; one may be committed
-    assert writer.pid is not None
-    os.kill(writer.pid, signal.SIGKILL)
+    writer = ProcessWriter(
+        PipelineFactory(settings, FakeClock(NOW)),
+        batch_max=10,  # 16 batches of 10 packs
+        batch_wait_ms=settings.ingest.batch_wait_ms,
+        fallback_store=store,
+    )
+    for n in range(160):  # packs under 64 KiB, kept whole as dead letters
+        writer.submit(*pack("LG-1", range(n * 500, (n + 1) * 500)))
+    killed = threading.Event()
+
+    def kill_at_first_ack(_size: int) -> None:
+        # On the receiver thread, before it reads another ack: the first batch
+        # is committed, at most the two sent after it may be, the rest cannot.
+        if not killed.is_set():
+            assert writer.pid is not None
+            os.kill(writer.pid, signal.SIGKILL)
+            killed.set()
+
+    writer.on_batch = kill_at_first_ack
+    writer.start()
+    assert killed.wait(WAIT_S), "the ingest process acknowledged no batch"
     with pytest.raises(IngestError, match="not confirmed as stored"):
         writer.stop()
-    kept = set(stored(store, "LG-1"))
-    for letter in store.list_dead_letters(limit=1000):
+    committed = set(stored(store, "LG-1"))
+    letters = store.list_dead_letters(limit=1000)
+    assert committed, "the acknowledged batch is not in the store"
+    assert letters, "nothing was left unconfirmed: the child did not die mid-stream"
+    kept = set(committed)
+    for letter in letters:
         assert letter.reason == UNCONFIRMED
         kept |= {r["seq"] for r in orjson.loads(letter.payload)["readings"]}
     assert kept == set(range(160 * 500))  # replaying the dead letters completes the data
@@ -288,21 +308,68 @@ def test_process_writer_behind_a_subscriber_stores_what_mosquitto_delivers(
 # -- Writer (thread) -------------------------------------------------------------------
 
 
+class SteppedTime:
+    """The thread writer's monotonic clock and sleep, moved by the test.
+
+    ``sleep`` reports how long the writer asked to sleep (``next_sleep``) and
+    blocks until the test moves the time on (``advance``); nothing depends on
+    how fast the machine runs. The timeouts only bound a hang.
+    """
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._lock = threading.Lock()
+        self._asked: queue.Queue[float] = queue.Queue()
+        self._moves: queue.Queue[float] = queue.Queue()
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self._asked.put(seconds)
+        step = self._moves.get(timeout=WAIT_S)
+        with self._lock:
+            self._now += step
+
+    def next_sleep(self) -> float:
+        """How long the writer asked to sleep, once it is asleep."""
+        try:
+            return self._asked.get(timeout=WAIT_S)
+        except queue.Empty:
+            pytest.fail(f"the writer did not go to sleep within {WAIT_S:.0f} s")
+
+    def advance(self, seconds: float) -> None:
+        """Wake the sleeping writer, ``seconds`` later."""
+        self._moves.put(seconds)
+
+
 def test_thread_writer_collects_until_batch_wait_then_hands_one_batch(
     settings: Settings, store: Store
 ):
     pipeline = Pipeline(store, settings.load_profiles(), settings, clock=FakeClock(NOW))
-    writer = Writer(pipeline, batch_max=1000, batch_wait_ms=300)
+    clock = SteppedTime()
+    writer = Writer(
+        pipeline, batch_max=1000, batch_wait_ms=300, monotonic=clock.monotonic, sleep=clock.sleep
+    )
     sizes: list[int] = []
     writer.on_batch = sizes.append
     writer.start()
     try:
-        for seq in range(100):
+        writer.submit(*single("LG-0", 0))
+        # The queue is empty after the first message: the writer waits out batch_wait_ms.
+        assert clock.next_sleep() == pytest.approx(0.3)
+        for seq in range(1, 100):  # arrive while it sleeps
             writer.submit(*single("LG-0", seq))
+        clock.advance(0.1)
+        # It took them, found the queue empty again, and sleeps the rest of the wait.
+        assert clock.next_sleep() == pytest.approx(0.2)
+        assert sizes == []  # not cut at an empty queue
+        clock.advance(0.2)  # batch_wait_ms is over: one batch
         assert writer.drain(WAIT_S)
     finally:
         writer.stop()
-    assert sizes == [100]  # not cut at the first empty queue
+    assert sizes == [100]
     assert stored(store, "LG-0") == list(range(100))
 
 
@@ -311,10 +378,9 @@ def test_thread_writer_batches_hold_at_most_batch_max(settings: Settings, store:
     writer = Writer(pipeline, batch_max=7, batch_wait_ms=50)
     sizes: list[int] = []
     writer.on_batch = sizes.append
-    writer.start()
-    for seq in range(50):
+    for seq in range(50):  # queued before the writer runs: it never waits for more
         writer.submit(*single("LG-1", seq))
+    writer.start()
     writer.stop()
-    assert sum(sizes) == 50
-    assert max(sizes) == 7
+    assert sizes == [7] * 7 + [1]
     assert stored(store, "LG-1") == list(range(50))

@@ -198,11 +198,12 @@ def test_unreachable_broker_raises_broker_error_naming_host_port(
 ) -> None:
     port = _closed_port()
     client = make(f"mqtt://127.0.0.1:{port}")
-    started = time.monotonic()
-    with pytest.raises(BrokerError, match=f"127.0.0.1:{port}") as caught:
+    with pytest.raises(
+        BrokerError, match=f"cannot connect to MQTT broker at 127.0.0.1:{port}"
+    ) as caught:
         client.start()
-    assert time.monotonic() - started < 5
-    assert isinstance(caught.value.__cause__, OSError)
+    # Failed on the refusal itself, not by waiting out connect_timeout_s for a CONNACK.
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     client.stop()  # harmless after a failed start
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -605,20 +604,41 @@ def test_publish_past_the_16_bit_message_id_wrap_loses_nothing(
     assert set(received) == {(m.topic, m.payload) for m in messages}
 
 
+class _PacingClock:
+    """publish()'s monotonic clock and sleep: a sleep is recorded and moves the time at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 @pytest.mark.mosquitto
-def test_publish_duration_paces_by_device_time(mosquitto_url: str, mqtt_topic_prefix: str) -> None:
+def test_publish_duration_paces_by_device_time(
+    mosquitto_url: str, mqtt_topic_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Device time 0…10 min, with a late message (device time 1 min) at the end.
     messages = [
         Outgoing(f"{mqtt_topic_prefix}/t", str(k).encode(), device_time_ms=k * 60_000)
         for k in range(11)
     ]
     messages.append(Outgoing(f"{mqtt_topic_prefix}/t", b"late", device_time_ms=60_000))
+    clock = _PacingClock()
+    # Only the publish module's clock: paho and the broker keep real time.
+    monkeypatch.setattr("coldchain.simulation.publish.time", clock)
     with Collector(f"{mqtt_topic_prefix}/#", url=mosquitto_url, client_id="sub-pace") as collector:
-        began = time.monotonic()
         stats = publish(messages, url=mosquitto_url, client_id="pub-pace", duration_s=1.0)
-        took = time.monotonic() - began
         received = collector.wait_for(12, timeout_s=10)
-    assert 0.9 <= took < 3.0
+    # 10 min of device time over 1 s: each minute 0.1 s after the last; the first
+    # message and the late one (behind what was sent) go at once.
+    assert clock.slept == pytest.approx([0.1] * 10)
+    assert stats.elapsed_s == pytest.approx(1.0)
     assert stats.acked == 12
     assert [payload for _, payload in received] == [m.payload for m in messages]
 
