@@ -53,6 +53,9 @@ TOPICS = (
 """The topics citations use. A citation must start with one of them (longest first) and its doc
 must have a heading containing it; a new topic is added here and given a heading."""
 
+SELF = Path(__file__).resolve().relative_to(ROOT).as_posix()
+"""This file: its examples of citations are not citations."""
+
 OUTSIDE = "../" + "shared"
 """A path outside the repository that must never be referred to (spelled so this file does not
 contain it)."""
@@ -74,7 +77,7 @@ def tracked_texts() -> dict[str, str]:
     texts = {}
     for name in _tracked():
         path = ROOT / name
-        if not path.is_file():  # deleted in the work tree, or a directory link
+        if name == SELF or not path.is_file():  # a deleted file, or a directory link
             continue
         try:
             texts[name] = path.read_text(encoding="utf-8")
