@@ -341,11 +341,15 @@ class Pipeline:
             return budget_alert(
                 firing, shipment=shipment, profile=monitor.profile, prior_min=prior, detected_ms=now
             )
+        # the reading that crossed the limit, and the episode's peak as far as the data goes
+        value_c, episode = monitor.crossing(firing)
         return alarm_alert(
             firing,
             shipment=shipment,
             profile=monitor.profile,
-            value_c=monitor.last_temp_c(),
+            value_c=value_c,
+            peak_c=None if episode is None else episode.peak_c,
+            peak_ms=None if episode is None else episode.peak_ms,
             detected_ms=now,
         )
 
