@@ -52,6 +52,9 @@ class Alert:
     state: AlertState = "open"
     supersedes: str | None = None
     count: int = 1
+    peak_c: float | None = None
+    """Excursion and cumulative alerts: the episode's extreme when raised (``value_c`` is the
+    reading that crossed the limit)."""
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -76,8 +79,15 @@ def alarm_alert(
     profile: Profile,
     value_c: float | None,
     detected_ms: int,
+    peak_c: float | None = None,
+    peak_ms: int | None = None,
 ) -> Alert:
-    """The alert for an alarm firing: excursion (single-event) or cumulative."""
+    """The alert for an alarm firing: excursion (single-event) or cumulative.
+
+    ``value_c`` is the reading that crossed the limit (the firing episode's first
+    reading); ``peak_c``/``peak_ms`` the episode's extreme as far as the readings
+    go when the alert is raised (a batch import knows the whole episode).
+    """
     alarm: Alarm = next(a for a in profile.alarms if a.id == firing.alarm_id)
     beyond = "above" if alarm.direction == "above" else "below"
     if alarm.delay_min is not None and (
@@ -99,10 +109,15 @@ def alarm_alert(
             f"{beyond} {alarm.limit_c:g} °C"
         )
     value = f"{value_c:.1f} °C" if value_c is not None else "n/a"
+    peak = (
+        f", peak {peak_c:.1f} °C" + (f" at {iso(peak_ms)}" if peak_ms is not None else "")
+        if peak_c is not None
+        else ""
+    )
     # docs/ALERTS.md: one sentence naming shipment, product, value, limit and duration
     message = (
         f"Shipment {shipment.id} ({profile.name}, {shipment.lane}) {what}, "
-        f"last reading {value} (alarm {alarm.id}, {alarm.severity})."
+        f"crossing at {value}{peak} (alarm {alarm.id}, {alarm.severity})."
     )
     return Alert(
         id=alert_id(shipment.id, alarm.id, firing.episode_start_ms),
@@ -116,6 +131,7 @@ def alarm_alert(
         value_c=value_c,
         limit_c=alarm.limit_c,
         message=message,
+        peak_c=peak_c,
     )
 
 

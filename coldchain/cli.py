@@ -277,20 +277,58 @@ def import_file(
     profile: Annotated[
         ProfileChoice,
         typer.Option(
-            help="product: the shipment's product profile; from-device: the device's own "
-            "alarm settings (Berlinger files)."
+            help="product: the shipment's product profile (unchanged); from-device: evaluate "
+            "the shipment with the device's own alarm settings (Berlinger files). On a shipment "
+            "that already has readings, from-device also needs --replace-profile."
         ),
     ] = ProfileChoice.PRODUCT,
+    logger: Annotated[
+        str | None,
+        typer.Option(
+            help="The logger the file's readings belong to. Default: the device's serial, "
+            "which must be one of the shipment's loggers (a CSV: the primary). A logger that "
+            "is not one of them is added to the shipment as a backup."
+        ),
+    ] = None,
+    replace_profile: Annotated[
+        bool,
+        typer.Option(
+            "--replace-profile",
+            help="Confirm --profile from-device on a shipment that already has readings: "
+            "they are re-evaluated against the device's alarm settings.",
+        ),
+    ] = False,
+    delivered: Annotated[
+        bool,
+        typer.Option(
+            "--delivered",
+            help="Also mark the shipment delivered at the device's stop time (Q-tag TS Stop, "
+            "Fridge-tag report time). Refused when the shipment already ended or has later "
+            "readings.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Import an offline logger file through the same pipeline as MQTT readings (docs/PROTOCOL.md,
-    device files).
+    """Import an offline logger file through the same pipeline as MQTT readings.
 
-    Berlinger Q-tag CLm doc and Fridge-tag (2, 2L, UL) text exports: the device's own
-    configuration and summary are kept, and `coldchain evaluate` shows them beside
-    coldchain's figures (the "reconciliation" block). CSV: a header 'ts,temp_c', then one
-    reading a line; ts is RFC 3339 with a zone (2026-11-26T03:00:00Z) or Unix seconds.
-    A file that cannot be parsed is refused whole, with the line number and the reason.
+    Berlinger Q-tag CLm doc, Fridge-tag 2, 2L, UL: the .txt export, not the PDF.
+    The device's configuration and summary are kept; `coldchain evaluate` shows
+    them beside coldchain's figures (the "reconciliation" block).
+
+    CSV: a header 'ts,temp_c', then one reading a line; ts is RFC 3339 with a
+    zone (2026-11-26T03:00:00Z) or Unix seconds.
+
+    A file that cannot be parsed is refused whole, naming the line and the reason.
+    A row the pipeline refuses goes to dead letters as import:FILE, line N.
+
+    An import adds readings and changes nothing else on the shipment unless asked
+    (--profile from-device, --delivered, --logger; docs/BERLINGER.md, importing).
+    A second value at a reading's time is a conflict: the first value stays;
+    list the others with: coldchain audit list --action reading_conflict
+
+    Example:
+
+      coldchain import RCPJ00010_02.txt --shipment S-1 --delivered
     """
     from coldchain.importing import import_file as run_import  # noqa: PLC0415 - heavy import
 
@@ -302,6 +340,9 @@ def import_file(
             shipment_id=shipment,
             fmt=None if fmt is None else fmt.value,
             profile=profile.value,
+            logger=logger,
+            replace_profile=replace_profile,
+            delivered=delivered,
         )
     except (ColdchainError, ValueError, OSError) as exc:
         _fail(exc)
@@ -313,11 +354,23 @@ def import_file(
             f"{d.device} serial {d.serial}: {report.readings_in_file} readings, device "
             f"min {d.summary.min_c} °C, max {d.summary.max_c} °C, MKT {d.summary.mkt_c} °C"
         )
+    for change in report.changes:
+        out.print(f"shipment {shipment}: {change}", highlight=False, soft_wrap=True)
+    conflicts = f"{report.conflicts} conflict{'' if report.conflicts == 1 else 's'}"
     out.print(
-        f"imported {report.new} new readings into {shipment} ({report.format}; "
-        f"{report.duplicates} duplicates, {report.rejected} rejected to dead letters, "
-        f"{len(report.alerts)} alerts)"
+        f"imported {report.new} new readings into {shipment} ({report.format}, logger "
+        f"{report.logger_id}; {report.duplicates} duplicates, {conflicts}, {report.rejected} "
+        f"rejected to dead letters, {len(report.alerts)} alerts)",
+        highlight=False,
+        soft_wrap=True,
     )
+    if report.conflicts:
+        out.print(
+            f"  {conflicts}: a reading at a time that already had another value was refused "
+            "(the first stays); see coldchain audit list --action reading_conflict",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("evaluate")
@@ -360,6 +413,15 @@ def evaluate(
             )
     for gap in doc["gaps"]:
         out.print(f"  data gap {gap['start']} → {gap['end']} ({gap['minutes']} min)")
+    if doc.get("conflicts"):
+        n = doc["conflicts"]
+        out.print(
+            f"  {n} conflicting reading{'' if n == 1 else 's'}: another value at a time already "
+            "held was refused (coldchain audit list --shipment "
+            f"{s.id} --action reading_conflict)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @alerts_app.command("list")

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -667,3 +668,78 @@ def audit_verify(
         for p in result.problems:
             err.print(f"  {p}", highlight=False)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("list")
+def audit_list(
+    entity: Annotated[
+        str | None,
+        typer.Option(
+            help="Only entries about this: a kind (shipment, logger, alert, lot, signer), an id "
+            "(S-1, LG-1, AL-…), or KIND:ID (logger:LG-1).",
+        ),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(help="Only this action, e.g. reading_conflict, device_file_imported."),
+    ] = None,
+    shipment: Annotated[
+        str | None,
+        typer.Option(help="Only entries about this shipment, its loggers, lot and alerts."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Recorded at or after this time (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Recorded at or before this time (RFC 3339).")
+    ] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List audit-trail entries, oldest first, with what each recorded.
+
+    Conflicting readings (a second value at a reading's time, refused) are the
+    action reading_conflict: `coldchain audit list --action reading_conflict`.
+    """
+    since_ms, until_ms = _when(since, "--since"), _when(until, "--until")
+    ctx = _ctx(config)
+    try:
+        ids: list[str] | None = None
+        if shipment is not None:
+            s = ctx.store.get_shipment(shipment)
+            alerts = ctx.store.list_alerts(shipment_id=s.id)
+            ids = [s.id, *s.loggers, *([s.lot] if s.lot else []), *(a.id for a in alerts)]
+        kinds: list[tuple[str | None, str | None]] = [(None, None)]
+        if entity is not None:
+            kind, sep, ident = entity.partition(":")
+            kinds = [(kind, ident)] if sep else [(entity, None), (None, entity)]
+        found = {
+            e.id: e
+            for kind, ident in kinds
+            for e in ctx.store.list_audit(
+                entity=kind,
+                entity_id=ident,
+                entity_ids=ids,
+                action=action,
+                since_ms=since_ms,
+                until_ms=until_ms,
+            )
+        }
+        entries = [found[i] for i in sorted(found)]
+    except ColdchainError as exc:
+        _fail(exc)
+    finally:
+        ctx.close()
+    if as_json:
+        _print_json([entry_json(e) for e in entries])
+        return
+    for e in entries:
+        out.print(
+            f"#{e.id} {iso(e.ts_ms)} {e.action} {e.entity} {e.entity_id} by {e.actor}\n"
+            f"  {orjson.dumps(e.detail).decode()}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if not entries:
+        out.print("no audit entries match", highlight=False)

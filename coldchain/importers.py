@@ -89,3 +89,24 @@ def to_messages(
     for i in range(0, len(readings), PACK_SIZE):
         pack = [{"ts": iso(r.ts_ms), "temp_c": r.temp_c} for r in readings[i : i + PACK_SIZE]]
         yield topic, orjson.dumps({"logger_id": logger_id, "readings": pack}), received_ms
+
+
+def to_line_messages(
+    readings: list[FileReading],
+    *,
+    logger_id: str,
+    received_ms: int,
+    source: str,
+    prefix: str = DEFAULT_PREFIX,
+) -> Iterator[tuple[tuple[str, bytes, int], tuple[str, str]]]:
+    """One native-JSON message per reading, each with where it came from.
+
+    The origin ``("import:<file name>", "line <n>")`` goes with the message to
+    :meth:`coldchain.pipeline.Pipeline.handle`, so a row the pipeline refuses is
+    dead-lettered naming the file and line to fix, not a telemetry topic.
+    """
+    topic = telemetry_topic(logger_id, prefix=prefix)
+    where = f"import:{source}"
+    for r in readings:
+        body = orjson.dumps({"logger_id": logger_id, "ts": iso(r.ts_ms), "temp_c": r.temp_c})
+        yield (topic, body, received_ms), (where, f"line {r.line}")

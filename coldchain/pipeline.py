@@ -55,6 +55,10 @@ Message = tuple[str, bytes, int]
 
 AlertSink = Callable[[Alert], None]
 
+Origin = tuple[str, str]
+"""``(topic, place)`` a message's rejects are dead-lettered under, e.g.
+``("import:readings.csv", "line 3")``."""
+
 
 @dataclass
 class Counters:
@@ -201,18 +205,28 @@ class Pipeline:
 
     # -- batches -----------------------------------------------------------------
 
-    def handle(self, messages: Sequence[Message]) -> list[Alert]:
-        """Process one batch; returns the alerts raised. Never raises for bad input."""
-        with self._lock:
-            return self._handle(messages)
+    def handle(
+        self, messages: Sequence[Message], *, origins: Sequence[Origin] | None = None
+    ) -> list[Alert]:
+        """Process one batch; returns the alerts raised. Never raises for bad input.
 
-    def _handle(self, messages: Sequence[Message]) -> list[Alert]:
+        ``origins`` (one per message) say where each message really came from, e.g.
+        ``("import:readings.csv", "line 3")`` for a file import: a reject is then
+        dead-lettered under that topic, its reason prefixed with the place.
+        """
+        with self._lock:
+            return self._handle(messages, origins)
+
+    def _handle(
+        self, messages: Sequence[Message], origins: Sequence[Origin] | None = None
+    ) -> list[Alert]:
         readings: list[Reading] = []
         rejects: list[Reject] = []
         alerts: list[Alert] = []
         now = self.clock.now_ms()
-        for topic, payload, received_ms in messages:
+        for index, (topic, payload, received_ms) in enumerate(messages):
             self.counters.messages += 1
+            before = len(rejects)
             try:
                 parsed = parse_topic(topic, prefix=self.prefix)
                 if parsed.kind == "telemetry":
@@ -278,6 +292,11 @@ class Pipeline:
                         f"internal error: {exc!r}", topic, payload, received_ms, _logger_of(topic)
                     )
                 )
+            if origins is not None and len(rejects) > before:
+                where, place = origins[index]
+                rejects[before:] = [
+                    replace(r, topic=where, reason=f"{place}: {r.reason}") for r in rejects[before:]
+                ]
         with self.store.transaction():
             result = self.store.insert_readings(readings)
             self.store.add_dead_letters(rejects)
@@ -341,11 +360,15 @@ class Pipeline:
             return budget_alert(
                 firing, shipment=shipment, profile=monitor.profile, prior_min=prior, detected_ms=now
             )
+        # the reading that crossed the limit, and the episode's peak as far as the data goes
+        value_c, episode = monitor.crossing(firing)
         return alarm_alert(
             firing,
             shipment=shipment,
             profile=monitor.profile,
-            value_c=monitor.last_temp_c(),
+            value_c=value_c,
+            peak_c=None if episode is None else episode.peak_c,
+            peak_ms=None if episode is None else episode.peak_ms,
             detected_ms=now,
         )
 

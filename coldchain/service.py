@@ -18,6 +18,8 @@ from coldchain.batch import evaluate_frame
 from coldchain.berlinger import device_profile
 from coldchain.clock import Clock, SystemClock
 from coldchain.config import Settings, load_settings
+from coldchain.conflicts import ACTION as CONFLICT_ACTION
+from coldchain.conflicts import reading_conflicts
 from coldchain.errors import ConfigError
 from coldchain.evaluation import Evaluation, prepare
 from coldchain.models import MS_PER_MIN, Shipment, iso
@@ -88,6 +90,14 @@ def shipment_timeline(
     series = shipment_series(store, shipment)
     gap_ms = round(profile.max_gap_min * MS_PER_MIN)
     return merge([series[lg] for lg in shipment.loggers], gap_ms=gap_ms)
+
+
+def shipment_conflicts(store: Store, shipment: Shipment) -> list[dict[str, object]]:
+    """The shipment's conflicting readings, from the audit log (:mod:`coldchain.conflicts`)."""
+    entries = store.list_audit(
+        entity="logger", entity_ids=list(shipment.loggers), action=CONFLICT_ACTION
+    )
+    return reading_conflicts(entries, shipment)
 
 
 def profile_for(store: Store, profiles: ProfileSet, shipment: Shipment) -> Profile:
@@ -174,6 +184,8 @@ def evaluate_shipments(
     )
     evaluations = evaluate_frame(frame, profile_of, caps, now_ms=now_ms, prior_budget_min=prior)
     for s in shipments:
+        # readings refused for another value at the same identity (the first stays)
+        evaluations[s.id].extra["conflicts"] = len(shipment_conflicts(store, s))
         files = store.device_files(s.id)
         if files:
             ev = evaluations[s.id]

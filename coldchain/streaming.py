@@ -146,6 +146,23 @@ class ShipmentMonitor:
     def points(self) -> list[tuple[int, float]]:
         return list(zip(self._ts, self._temps, strict=True))
 
+    def crossing(self, firing: Firing) -> tuple[float | None, Episode | None]:
+        """The reading that crossed the limit for ``firing`` (its episode's first reading) and
+        the episode as far as the readings go (its peak so far); None when no longer held."""
+        alarm = next((a for a in self.profile.alarms if a.id == firing.alarm_id), None)
+        key = alarm.limit_key if alarm is not None else None
+        i = bisect.bisect_left(self._ts, firing.episode_start_ms)
+        value = (
+            self._temps[i] if i < len(self._ts) and self._ts[i] == firing.episode_start_ms else None
+        )
+        if key is None or not self._ts:
+            return value, None
+        episode = next(
+            (e for e in self._episodes(key, self._ts[-1]) if e.start_ms == firing.episode_start_ms),
+            None,
+        )
+        return value, episode
+
     def out_of_range_since(self, key: LimitKey) -> int | None:
         """Device time the run of out-of-range readings at the tail began, for one limit;
         None while the latest reading is in range (an excursion alert then clears)."""

@@ -120,7 +120,8 @@ def test_cli_import_refuses_bad_csv_with_line(cli, tmp_path):
 
 def test_cli_import_berlinger_from_device_reconciles(cli):
     cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
-    out = cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device")
+    # --delivered: the device's stop time ends the shipment (never implied by an import)
+    out = cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device", "--delivered")
     assert "Q-tag CLm doc LR serial RCPJ00010" in out
     doc = orjson.loads(cli("evaluate", "S-Q", "--json"))
     assert doc["profile"]["id"] == "from-device-RCPJ00010"
@@ -158,7 +159,8 @@ def test_cli_logger_calibrate_and_budget_ledger(cli, tmp_path):
 def test_cli_reconciliation_matches_device_alarms_to_equal_product_alarms(cli):
     """vaccine-2-8 mirrors the Q-tag's configuration: its alarms are compared by condition."""
     cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
-    cli("import", str(QTAG.with_name("RCPJ00010_03_202304201359.txt")), "--shipment", "S-Q")
+    run3 = QTAG.with_name("RCPJ00010_03_202304201359.txt")
+    cli("import", str(run3), "--shipment", "S-Q", "--delivered")
     rec = orjson.loads(cli("evaluate", "S-Q", "--json"))["reconciliation"]
     assert [(a["id"], a["coldchain_alarm"], a["agrees"]) for a in rec["alarms"]] == [
         ("device-1", "high-single", True),

@@ -26,6 +26,7 @@ import polars as pl
 
 from coldchain.alerts import Alert
 from coldchain.audit import ChainReport, entry_json
+from coldchain.conflicts import reading_conflicts
 from coldchain.custody import EPCIS_STEPS, CustodyEvent, Segment, segments, timeline
 from coldchain.customs.documents import customs_documents, customs_input
 from coldchain.customs.rules import CustomsCheck, RulePacks, check
@@ -362,6 +363,8 @@ def audit_doc(inp: DossierInput) -> dict[str, Any]:
             "problems": [str(p) for p in chain.problems],
         },
         "entries": [entry_json(e) for e in inp.audit],
+        # readings refused for another value at a time already held (coldchain.conflicts)
+        "reading_conflicts": reading_conflicts(inp.audit, inp.shipment),
     }
 
 
@@ -617,6 +620,16 @@ def release_checks(inp: DossierInput, customs: CustomsCheck) -> list[Check]:
                 "Data coverage",
                 f"{ev['readings']} readings, no data gap "
                 f"({fmt_minutes(ev['covered_min'])} covered).",
+            )
+        )
+    conflicts = ev.get("conflicts") or 0
+    if conflicts:
+        checks.append(
+            Check(
+                "warn",
+                "Conflicting readings",
+                f"{conflicts} reading time(s) held a second, different value, refused; "
+                "see 'Conflicting readings'.",
             )
         )
     open_alerts = [a for a in inp.alerts if a.state == "open"]
@@ -993,6 +1006,27 @@ def _sections(inp: DossierInput, legs: Sequence[LegStats]) -> list[Table]:
             ),
             (1.5, 1.5, 1.2, 2.0),
             empty="No data gap.",
+        )
+    )
+    out.append(
+        Table(
+            "Conflicting readings",
+            ("Logger", f"Reading time ({zl})", "Kept", "Refused", f"Recorded ({zl})"),
+            tuple(
+                (
+                    c["logger_id"],
+                    z_time(_ms(c["ts"])),
+                    fmt_c(c["kept_c"]),
+                    fmt_c(c["refused_c"]),
+                    z_time(_ms(c["recorded_at"])),
+                )
+                for c in reading_conflicts(inp.audit, inp.shipment)
+            ),
+            (1.3, 1.6, 1.0, 1.0, 1.6),
+            empty="No conflicting reading: no reading time held two values.",
+            note="A second value at a reading's time is refused and the first kept; the "
+            "evaluation uses the kept value only. Values as the logger sent them (raw); each "
+            "conflict is in audit.json (reading_conflicts, and its audit entry).",
         )
     )
     out.append(

@@ -151,7 +151,18 @@ class Store(Protocol):
         detail: dict[str, Any],
         ts_ms: int,
     ) -> None: ...
-    def list_audit(self, *, entity_id: str | None = None) -> list[AuditEntry]: ...
+    def list_audit(
+        self,
+        *,
+        entity_id: str | None = None,
+        entity_ids: Sequence[str] | None = None,
+        entity: str | None = None,
+        action: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries, oldest first; each filter given narrows (times inclusive, epoch ms)."""
+        ...
 
     # budget ledger, device files, calibration (issue 3)
     def add_budget_add_back(self, entry: BudgetAddBack) -> None: ...

@@ -357,6 +357,14 @@ class SqliteStore:
             )
             if cur.rowcount == 0:
                 raise NotFoundError("shipment", shipment.id)
+            # a logger added to the shipment (``import --logger``) joins the logger index
+            for position, logger in enumerate(shipment.loggers):
+                self._db.execute("INSERT OR IGNORE INTO loggers (id) VALUES (?)", (logger,))
+                self._db.execute(
+                    "INSERT INTO shipment_loggers VALUES (?,?,?) ON CONFLICT "
+                    "(logger_id, shipment_id) DO UPDATE SET position = excluded.position",
+                    (logger, shipment.id, position),
+                )
 
     def shipments_for_logger(self, logger_id: str) -> list[Shipment]:
         with self._lock:
@@ -572,15 +580,39 @@ class SqliteStore:
                 (seq, ts_ms, actor, action, entity, entity_id, text, prev, digest),
             )
 
-    def list_audit(self, *, entity_id: str | None = None) -> list[AuditEntry]:
+    def list_audit(
+        self,
+        *,
+        entity_id: str | None = None,
+        entity_ids: Sequence[str] | None = None,
+        entity: str | None = None,
+        action: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[AuditEntry]:
         sql = (
             "SELECT id, ts_ms, actor, action, entity, entity_id, detail, prev_hash, hash "
-            "FROM audit_log"
+            "FROM audit_log WHERE true"
         )
-        args: tuple[Any, ...] = ()
+        args: list[Any] = []
         if entity_id is not None:
-            sql += " WHERE entity_id = ?"
-            args = (entity_id,)
+            sql += " AND entity_id = ?"
+            args.append(entity_id)
+        if entity_ids is not None:
+            sql += f" AND entity_id IN ({','.join('?' * len(entity_ids))})"
+            args.extend(entity_ids)
+        if entity is not None:
+            sql += " AND entity = ?"
+            args.append(entity)
+        if action is not None:
+            sql += " AND action = ?"
+            args.append(action)
+        if since_ms is not None:
+            sql += " AND ts_ms >= ?"
+            args.append(since_ms)
+        if until_ms is not None:
+            sql += " AND ts_ms <= ?"
+            args.append(until_ms)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [_row_audit(r) for r in rows]
