@@ -49,6 +49,7 @@ TOPICS = (
     "logger health",
     "custody and shipment details",
     "customs",
+    "importing",
 )
 """The topics citations use. A citation must start with one of them (longest first) and its doc
 must have a heading containing it; a new topic is added here and given a heading."""
