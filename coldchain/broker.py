@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import socket
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -34,14 +37,19 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
-from coldchain.errors import BrokerError
+from coldchain.errors import BrokerError, ListenError
 
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from amqtt.session import Session
 
-__all__ = ["DEFAULT_SESSION_EXPIRY_S", "DEFAULT_START_TIMEOUT_S", "EmbeddedBroker"]
+__all__ = [
+    "DEFAULT_SESSION_EXPIRY_S",
+    "DEFAULT_START_TIMEOUT_S",
+    "EmbeddedBroker",
+    "check_listen",
+]
 
 DEFAULT_START_TIMEOUT_S = 10.0
 """How long :meth:`EmbeddedBroker.start` waits for the port to accept connections."""
@@ -172,7 +180,7 @@ class EmbeddedBroker:
         if self._port is None:
             msg = "the embedded broker is not running; call start() first"
             raise BrokerError(msg)
-        return f"mqtt://{self._host}:{self._port}"
+        return f"mqtt://{_netloc(self._host, self._port)}"
 
     @property
     def running(self) -> bool:
@@ -192,6 +200,7 @@ class EmbeddedBroker:
         if self._thread is not None:
             msg = f"the embedded broker is already started at {self.url}"
             raise BrokerError(msg)
+        check_listen(self._host, self._requested_port)
         self._ready.clear()
         self._stop_requested.clear()
         self._error = None
@@ -206,6 +215,9 @@ class EmbeddedBroker:
             if error is None:
                 msg = f"embedded broker did not start on {where} within {self._start_timeout_s}s"
                 raise BrokerError(msg)
+            cause = _os_error(error)
+            if cause is not None:  # lost a race for the port since check_listen
+                raise _listen_error(self._host, self._requested_port, cause) from error
             msg = f"embedded broker could not start on {where}: {error}"
             raise BrokerError(msg) from error
         return self.url
@@ -328,6 +340,48 @@ class EmbeddedBroker:
             )
         elif self._loop_errors == _LOGGED_LOOP_ERRORS + 1:
             logger.warning("embedded broker: further amqtt internal errors are only counted")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Raise ListenError, one line, if nothing could listen on ``host:port`` now.
+
+    Binds (and closes) a socket the way asyncio's server does (``SO_REUSEADDR``),
+    so that a busy port is reported before amqtt logs a traceback about it.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        msg = f"cannot listen on {_netloc(host, port)}: unknown host ({exc.strerror})"
+        raise ListenError(msg) from exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise _listen_error(host, port, exc) from exc
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
+    in_use = exc.errno == errno.EADDRINUSE
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    if in_use:
+        reason += "; is another broker running?"
+    return ListenError(f"cannot listen on {_netloc(host, port)}: {reason}", in_use=in_use)
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The OSError (bind failure) behind amqtt's startup exception, if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _bound_port(broker: Broker) -> int:

@@ -18,9 +18,10 @@ from typing import Annotated, Any, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from coldchain.errors import ColdchainError
+from coldchain.errors import ColdchainError, ConfigError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
 from coldchain.service import Context, evaluate_shipments
 
@@ -57,12 +58,22 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
 
 
-def _ctx(config: Path | None) -> Context:
-    return Context(config_file=config)
+def _ctx(config: Path | None, *, create: bool = False) -> Context:
+    """Settings, validated now: a bad setting fails every command here, in one line.
+
+    ``create``: the command creates data, so it may create the store file (in
+    an existing folder); read-only commands refuse a store file that does not exist.
+    """
+    ctx = Context(config_file=config, create_store=create)
+    try:
+        ctx.settings  # noqa: B018 - loads and validates
+    except ColdchainError as exc:
+        _fail(exc)
+    return ctx
 
 
 def _fail(exc: Exception) -> NoReturn:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -137,7 +148,7 @@ def shipment_create(
 
       coldchain shipment create S-1 --product cart-ln2 --logger LG-42 --origin SG --destination ID
     """
-    ctx = _ctx(config)
+    ctx = _ctx(config, create=True)
     try:
         for ident, what in [(shipment_id, "shipment id"), *[(lg, "logger id") for lg in logger]]:
             if not valid_id(ident):
@@ -332,7 +343,7 @@ def import_file(
     """
     from coldchain.importing import import_file as run_import  # noqa: PLC0415 - heavy import
 
-    ctx = _ctx(config)
+    ctx = _ctx(config, create=True)
     try:
         report = run_import(
             ctx,
@@ -623,7 +634,7 @@ def logger_calibrate(
 
     Applies to readings received from now on; raw and corrected values are both kept.
     """
-    ctx = _ctx(config)
+    ctx = _ctx(config, create=True)
     try:
         if not valid_id(logger_id):
             raise ValueError(f"logger id {logger_id!r} must match ^[A-Za-z0-9._-]{{1,64}}$")
@@ -707,16 +718,36 @@ def serve(
         bool,
         typer.Option("--worker", help="Join the shared subscription as one of several workers."),
     ] = False,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help=r"Where the embedded broker listens (default: \[broker] listen, 127.0.0.1:1883).",
+        ),
+    ] = None,
 ) -> None:
     """Ingest telemetry from the broker until interrupted (Ctrl-C).
 
-    With COLDCHAIN_BROKER unset, an embedded broker listens on 127.0.0.1:1883.
+    With COLDCHAIN_BROKER (or \\[broker] url) unset, an embedded broker listens on
+    127.0.0.1:1883, or where --listen or \\[broker] listen say.
     """
+    from coldchain.config import parse_listen  # noqa: PLC0415
     from coldchain.serve import run_serve  # noqa: PLC0415
 
-    ctx = _ctx(config)
+    ctx = _ctx(config, create=True)
     try:
-        run_serve(ctx, worker=worker, console=out)
+        address = ctx.settings.broker.listen_address
+        if listen is not None:
+            try:
+                address = parse_listen(listen)
+            except ValueError as exc:
+                raise ConfigError(str(exc), field="--listen") from None
+            if ctx.settings.broker.url is not None:
+                where = ctx.settings.describe("broker", "url")
+                msg = f"{where} is set, so no embedded broker runs; drop --listen or unset it"
+                raise ConfigError(msg, field="--listen")
+        run_serve(ctx, worker=worker, console=out, listen=address)
     except ColdchainError as exc:
         _fail(exc)
     finally:

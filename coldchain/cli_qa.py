@@ -425,7 +425,7 @@ def signer_add(
     A local stand-in: production should authenticate signers with the organisation's
     identity provider.
     """
-    ctx = _ctx(config)
+    ctx = _ctx(config, create=True)
     try:
         import secrets  # noqa: PLC0415
 

@@ -5,6 +5,11 @@ Loaded once at start, validated, frozen, and passed in. Precedence, lowest
 first: defaults, the TOML file (``--config FILE`` or ``COLDCHAIN_CONFIG``, else
 ``./coldchain.toml`` when present), then ``COLDCHAIN_STORE``,
 ``COLDCHAIN_BROKER`` and ``COLDCHAIN_PRODUCTS``.
+
+Validation at start covers what the settings point at, too: the store URL's
+form, the broker URL, ``[broker] listen``, the product profile folders (and the
+profiles in them) and the alert routing file. An error names where the value
+came from: ``coldchain.toml: [store] url: …`` or ``COLDCHAIN_STORE: …``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from coldchain.errors import ConfigError
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, ProfileSet, load_profiles
@@ -37,14 +43,53 @@ DEFAULT_SENSOR_TOLERANCE_C = 2.0
 DEFAULT_SIGNING_KEY = Path("var/keys/dossier-ed25519.pem")
 DEFAULT_DISPLAY_TIMEZONE = "UTC"
 DEFAULT_ESCALATION_CHECK_S = 30.0
+DEFAULT_BROKER_LISTEN = "127.0.0.1:1883"
+
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "COLDCHAIN_STORE": ("store", "url"),
+    "COLDCHAIN_BROKER": ("broker", "url"),
+    "COLDCHAIN_PRODUCTS": ("products", "dirs"),
+}
+"""Environment variables that override a setting: variable → (section, key)."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:1883``; port 0 picks a free one) → ``(host, port)``."""
+    expected = "expected HOST:PORT, e.g. 127.0.0.1:1883"
+    host, sep, port_text = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() for c in host):
+        msg = f"{text!r} is not HOST:PORT; {expected}"
+        raise ValueError(msg)
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        msg = f"port {port_text!r} in {text!r} must be a number from 0 to 65535; {expected}"
+        raise ValueError(msg)
+    return host, int(port_text)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _plain(exc: Exception) -> PydanticCustomError:
+    """A validation error whose message is ``exc``'s text, without pydantic's prefix."""
+    return PydanticCustomError("coldchain", "{reason}", {"reason": str(exc)})
+
+
 class StoreSettings(_Frozen):
     url: str = DEFAULT_STORE_URL
+
+    @field_validator("url")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        from coldchain.store import store_path  # noqa: PLC0415 - the store package is heavier
+
+        try:
+            store_path(value)
+        except ConfigError as exc:
+            raise _plain(exc) from None
+        return value
 
 
 class BrokerSettings(_Frozen):
@@ -52,6 +97,37 @@ class BrokerSettings(_Frozen):
     client_id: str = DEFAULT_CLIENT_ID
     shared_group: str | None = None
     topic_prefix: str = DEFAULT_PREFIX
+    listen: str = Field(
+        default=DEFAULT_BROKER_LISTEN,
+        description="HOST:PORT the embedded broker listens on (only when url is unset)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _parseable_url(cls, value: str | None) -> str | None:
+        from coldchain.errors import BrokerError  # noqa: PLC0415
+        from coldchain.mqtt import parse_broker_url  # noqa: PLC0415 - paho is heavier
+
+        if value is not None:
+            try:
+                parse_broker_url(value)
+            except BrokerError as exc:
+                raise _plain(exc) from None
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        try:
+            parse_listen(value)
+        except ValueError as exc:
+            raise _plain(exc) from None
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """``listen`` as ``(host, port)``."""
+        return parse_listen(self.listen)
 
 
 class IngestSettings(_Frozen):
@@ -130,6 +206,21 @@ class Settings(_Frozen):
     dossier: DossierSettings = DossierSettings()
     alerts: AlertSettings = AlertSettings()
     source: str = "defaults"
+    from_env: tuple[str, ...] = Field(
+        default=(), description="the COLDCHAIN_* variables that set a value"
+    )
+
+    def origin(self, section: str, key: str) -> tuple[str | None, str]:
+        """Where ``[section] key`` came from, as ConfigError's ``(file, field)``."""
+        return _origin(section, key, self.source, self.from_env)
+
+    def describe(self, section: str, key: str) -> str:
+        """Where ``[section] key`` came from, in words: ``COLDCHAIN_STORE``,
+        ``[store] url in coldchain.toml`` or ``[store] url (default)``."""
+        file, field = self.origin(section, key)
+        if file is not None:
+            return f"{field} in {file}"
+        return field if field.startswith("COLDCHAIN_") else f"{field} (default)"
 
     def load_profiles(self) -> ProfileSet:
         return load_profiles(SHIPPED_PRODUCTS_DIR, *self.products.dirs)
@@ -143,6 +234,40 @@ class Settings(_Frozen):
 
 def _set(data: dict[str, Any], section: str, key: str, value: Any) -> None:
     data.setdefault(section, {})[key] = value
+
+
+def _origin(
+    section: str, key: str, source: str, from_env: Collection[str]
+) -> tuple[str | None, str]:
+    for variable in from_env:
+        if ENVIRONMENT.get(variable) == (section, key):
+            return None, variable
+    return (source if source != "defaults" else None), f"[{section}] {key}"
+
+
+def _loc_field(loc: tuple[int | str, ...]) -> tuple[str, str, str]:
+    """pydantic's ``("products", "dirs", 0)`` → ``("products", "dirs", "[0]")``."""
+    section = str(loc[0]) if loc else ""
+    key = str(loc[1]) if len(loc) > 1 else ""
+    rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[2:])
+    return section, key, rest
+
+
+def _check_targets(settings: Settings, env: Mapping[str, str]) -> None:
+    """What the settings point at exists and is valid: profile folders, routing file."""
+
+    def error(section: str, key: str, message: str) -> ConfigError:
+        file, field = settings.origin(section, key)
+        return ConfigError(message, file=file, field=field)
+
+    for folder in settings.products.dirs:
+        if not folder.is_dir():
+            raise error("products", "dirs", f"profile folder {folder} does not exist")
+    profiles = settings.load_profiles()
+    if not settings.alerts.routes.is_file():
+        msg = f"alert routing file {settings.alerts.routes} does not exist"
+        raise error("alerts", "routes", msg)
+    settings.load_routing(products=profiles.profiles.keys(), environ=env)
 
 
 def load_settings(
@@ -167,18 +292,28 @@ def load_settings(
         if isinstance(alerts, dict) and isinstance(alerts.get("routes"), str):
             # like `include`: a relative routing file sits beside the config file
             alerts["routes"] = str(path.parent / alerts["routes"])
-    if env.get("COLDCHAIN_STORE"):
-        _set(data, "store", "url", env["COLDCHAIN_STORE"])
-    if env.get("COLDCHAIN_BROKER"):
-        _set(data, "broker", "url", env["COLDCHAIN_BROKER"])
-    if env.get("COLDCHAIN_PRODUCTS"):
-        _set(data, "products", "dirs", [env["COLDCHAIN_PRODUCTS"]])
+    for reserved in ("source", "from_env"):
+        if reserved in data:
+            raise ConfigError("Extra inputs are not permitted", file=source, field=reserved)
+    from_env: list[str] = []
+    for variable, (section, key) in ENVIRONMENT.items():
+        if env.get(variable):
+            value = env[variable]
+            _set(data, section, key, [value] if key == "dirs" else value)
+            from_env.append(variable)
     data["source"] = source
+    data["from_env"] = tuple(from_env)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(
-            f"{err['msg']} (got {err.get('input')!r})", file=source, field=field
-        ) from exc
+        section, key, rest = _loc_field(tuple(err["loc"]))
+        file, field = _origin(section, key, source, from_env)
+        if not key:
+            field = f"[{section}]"
+        reason = err["msg"]
+        if err["type"] != "coldchain":
+            reason += f" (got {err.get('input')!r})"
+        raise ConfigError(reason, file=file, field=field + rest) from exc
+    _check_targets(settings, env)
+    return settings

@@ -17,6 +17,7 @@ boundary with ``raise X from exc``.
     ├── AlertError             an alert cannot change state as asked (e.g. ack a resolved one)
     ├── DeliveryError          an alert channel could not deliver (transient: retried later)
     ├── BrokerError            the MQTT broker cannot be reached or refused us
+    │   └── ListenError        the embedded broker cannot listen on its address (port busy)
     ├── IngestError            the ingest process failed to start, or died; messages may need replay
     ├── SigningError           no electronic signature: unknown signer, wrong password, bad key
     └── DossierError           a dossier cannot be built, or a file is not a dossier
@@ -112,6 +113,17 @@ class DeliveryError(ColdchainError):
 
 class BrokerError(ColdchainError):
     """The MQTT broker cannot be reached, or refused the connection."""
+
+
+class ListenError(BrokerError):
+    """The embedded broker cannot listen on ``host:port`` (in use, not permitted, no such host).
+
+    ``in_use`` is True when another process holds the port.
+    """
+
+    def __init__(self, message: str, *, in_use: bool = False) -> None:
+        self.in_use = in_use
+        super().__init__(message)
 
 
 class IngestError(ColdchainError):

@@ -2,9 +2,12 @@
 profiles).
 
 One TOML file per product. The shipped profiles live in ``configs/products``;
-``COLDCHAIN_PRODUCTS`` names a folder of the user's own, loaded beside them
-(a user profile with the same id replaces the shipped one). A file that does
-not validate is refused with the file, the field and the reason.
+``COLDCHAIN_PRODUCTS`` (or ``[products] dirs``) names a folder of the user's
+own, loaded beside them. A user profile may replace a shipped one of the same
+id only when it says so (``overrides = "<id>"``); otherwise, and for two
+user profiles of one id, loading is refused. A file that does not validate, or
+whose limits leave no temperature in range, is refused with the file, the field
+and the reason.
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ class Profile(_Frozen):
     alarms: tuple[Alarm, ...] = ()
     budget: tuple[Budget, ...] = ()
     predict: Predict | None = None
+    overrides: str | None = Field(
+        default=None, description="the shipped profile id this user profile replaces (its own id)"
+    )
     sha256: str = ""
 
     @model_validator(mode="after")
@@ -138,7 +144,7 @@ def parse_profile(data: bytes, *, source: str) -> Profile:
         raise ConfigError(f"not valid TOML: {exc}", file=source) from exc
     raw["sha256"] = hashlib.sha256(data).hexdigest()
     try:
-        return Profile.model_validate(raw)
+        profile = Profile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(
@@ -146,6 +152,43 @@ def parse_profile(data: bytes, *, source: str) -> Profile:
             file=source,
             field=_field_path(first["loc"]),
         ) from exc
+    problem = contradiction(profile)
+    if problem is not None:
+        raise ConfigError(problem[1], file=source, field=problem[0])
+    if profile.overrides is not None and profile.overrides != profile.id:
+        msg = f"{profile.overrides!r} must be the profile's own id {profile.id!r}"
+        raise ConfigError(msg, file=source, field="overrides")
+    return profile
+
+
+def contradiction(profile: Profile) -> tuple[str, str] | None:
+    """``(field, reason)`` when a ``below_c`` limit is at or above an ``above_c`` limit.
+
+    An alarm (or budget) above 2 °C and one below 8 °C leave no temperature in
+    range: every reading would be an excursion. Pure; :func:`parse_profile` refuses it.
+    """
+    items: list[tuple[str, _Limited]] = [
+        *((f"alarms[{i}]", a) for i, a in enumerate(profile.alarms)),
+        *((f"budget[{i}]", b) for i, b in enumerate(profile.budget)),
+    ]
+    highs = [(name, item.above_c) for name, item in items if item.above_c is not None]
+    for name, item in items:
+        if item.below_c is None:
+            continue
+        for high_name, above_c in highs:
+            if item.below_c > above_c:
+                return (
+                    f"{name}.below_c",
+                    f"{item.below_c} is above {high_name}.above_c {above_c}: "
+                    "every temperature would be out of range",
+                )
+            if item.below_c == above_c:
+                return (
+                    f"{name}.below_c",
+                    f"{item.below_c} equals {high_name}.above_c {above_c}: "
+                    f"every temperature but exactly {above_c} would be out of range",
+                )
+    return None
 
 
 @dataclass(frozen=True)
@@ -170,12 +213,36 @@ SHIPPED_PRODUCTS_DIR = SHIPPED_CONFIGS / "products"
 
 
 def load_profiles(*folders: Path) -> ProfileSet:
-    """Load every ``*.toml`` in the folders, later folders overriding earlier ids."""
+    """Load every ``*.toml`` in the folders: the first is the shipped one, the rest the user's.
+
+    A user profile reusing a shipped id replaces it only with ``overrides = "<id>"``;
+    ``overrides`` naming no shipped profile, and one id defined twice, are refused.
+    """
     profiles: dict[str, Profile] = {}
-    for folder in folders:
+    origin: dict[str, Path] = {}
+    shipped: frozenset[str] = frozenset()
+    for index, folder in enumerate(folders):
         if not folder.is_dir():
             raise ConfigError("profile folder does not exist", file=str(folder))
         for path in sorted(folder.glob("*.toml")):
             profile = parse_profile(path.read_bytes(), source=str(path))
+            source = str(path)
+            earlier = origin.get(profile.id)
+            if earlier is not None and (index == 0 or earlier.parent != folders[0]):
+                msg = f"profile id {profile.id!r} is also defined in {earlier}"
+                raise ConfigError(msg, file=source, field="id")
+            if index > 0 and profile.id in shipped and profile.overrides != profile.id:
+                msg = (
+                    f"{profile.id!r} is the id of a shipped profile; to replace it, add "
+                    f'overrides = "{profile.id}" to this file, or choose another id'
+                )
+                raise ConfigError(msg, file=source, field="id")
+            if profile.overrides is not None and profile.id not in shipped:
+                known = ", ".join(sorted(shipped)) or "none"
+                msg = f"there is no shipped profile {profile.overrides!r} to override ({known})"
+                raise ConfigError(msg, file=source, field="overrides")
             profiles[profile.id] = profile
+            origin[profile.id] = path
+        if index == 0:
+            shipped = frozenset(profiles)
     return ProfileSet(profiles)

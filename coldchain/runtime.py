@@ -62,16 +62,20 @@ class Runtime:
         client_suffix: str = "",
         tick_interval_s: float = TICK_INTERVAL_S,
         embedded_port: int = 0,
+        embedded_host: str = "127.0.0.1",
         routing: AlertRouting | None = None,
         channels: Mapping[str, Channel] | None = None,
         escalation_check_s: float | None = None,
         on_ingest_failure: Callable[[IngestError], None] | None = None,
     ) -> None:
-        """``routing`` defaults to the ``[alerts] routes`` file, validated here;
+        """``embedded_host``/``embedded_port``: where the embedded broker listens when
+        no broker URL is set (port 0: a free one).
+        ``routing`` defaults to the ``[alerts] routes`` file, validated here;
         ``channels`` replaces the adapters of those names (tests, embedding).
         ``on_ingest_failure`` is called (on a background thread) if the ingest
         process dies; its unconfirmed messages are then in dead letters."""
         self._embedded_port = embedded_port
+        self._embedded_host = embedded_host
         self.settings = settings
         self.embedded: EmbeddedBroker | None = None
         self.broker_url = settings.broker.url or ""
@@ -136,7 +140,7 @@ class Runtime:
 
     def start(self) -> Self:
         if not self.broker_url:
-            self.embedded = EmbeddedBroker(port=self._embedded_port)
+            self.embedded = EmbeddedBroker(host=self._embedded_host, port=self._embedded_port)
             self.broker_url = self.embedded.start()
         # amqtt speaks MQTT 3.1.1 only; real brokers get MQTT 5 (session expiry, shared subs)
         protocol = MqttVersion.V311 if self.embedded is not None else MqttVersion.V5

@@ -39,6 +39,8 @@ class Context:
 
     config_file: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
+    create_store: bool = False
+    """False (read-only commands): a store file that does not exist is an error."""
 
     @cached_property
     def settings(self) -> Settings:
@@ -50,7 +52,11 @@ class Context:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.settings.store.url)
+        return open_store(
+            self.settings.store.url,
+            create=self.create_store,
+            setting=self.settings.describe("store", "url"),
+        )
 
     @cached_property
     def routing(self) -> AlertRouting:

@@ -22,7 +22,7 @@ from coldchain.dispatcher import Dispatcher
 from coldchain.errors import ConfigError
 from coldchain.models import Shipment, ShipmentStatus
 from coldchain.pipeline import Pipeline
-from coldchain.routing import AlertRouting, parse_routing
+from coldchain.routing import SHIPPED_ALERT_ROUTES, AlertRouting, parse_routing
 from coldchain.store import Store, open_store
 from coldchain.testing import FakeClock, MemoryChannel
 
@@ -410,7 +410,13 @@ def test_settings_routes_path_is_relative_to_the_config_file(tmp_path: Path):
         '[alerts]\nroutes = "my-alerts.toml"\napi_base_url = "https://cc.example.com"\n',
         encoding="utf-8",
     )
+    with pytest.raises(ConfigError) as missing:  # validated at start (README.md, Configuration)
+        load_settings(tmp_path / "etc" / "coldchain.toml", environ={})
+    assert str(missing.value) == (
+        f"{tmp_path / 'etc' / 'coldchain.toml'}: [alerts] routes: "
+        f"alert routing file {tmp_path / 'etc' / 'my-alerts.toml'} does not exist"
+    )
+    (tmp_path / "etc" / "my-alerts.toml").write_bytes(SHIPPED_ALERT_ROUTES.read_bytes())
     settings = load_settings(tmp_path / "etc" / "coldchain.toml", environ={})
     assert settings.alerts.routes == tmp_path / "etc" / "my-alerts.toml"
-    with pytest.raises(ConfigError, match=r"my-alerts.toml: alert routing file does not exist"):
-        settings.load_routing()
+    assert settings.load_routing().source == str(tmp_path / "etc" / "my-alerts.toml")

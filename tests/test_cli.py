@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coldchain.cli import app
+from coldchain.store import open_store
 
 SAMPLES = Path(__file__).resolve().parent / "data" / "berlinger"  # data/SOURCES.md
 QTAG = SAMPLES / "QTag-CLm-doc-LR" / "RCPJ00010_02_202211090128.txt"
@@ -17,6 +18,7 @@ QTAG = SAMPLES / "QTag-CLm-doc-LR" / "RCPJ00010_02_202211090128.txt"
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("COLDCHAIN_STORE", f"sqlite:///{tmp_path}/cli.db")
+    open_store(f"sqlite:///{tmp_path}/cli.db").close()  # read-only commands need it to exist
     monkeypatch.delenv("COLDCHAIN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

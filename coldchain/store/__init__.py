@@ -8,6 +8,7 @@ same protocol. :func:`open_store` picks one from a URL.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from coldchain.alerts import Alert
 from coldchain.custody import CustodyEvent
-from coldchain.errors import ConfigError
+from coldchain.errors import ConfigError, StoreError
 from coldchain.lifecycle import AlertStatus
 from coldchain.models import Reading, Reject, Shipment, ShipmentStatus
 from coldchain.outbox import Attempt, Delivery, DeliveryStatus
@@ -264,20 +265,77 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
-    """Open a store from a URL: ``sqlite:///path/to.db``, ``sqlite:///:memory:``."""
-    if url.startswith("sqlite:///"):
-        from coldchain.store.sqlite import SqliteStore  # noqa: PLC0415 - keep sqlite at the edge
+DEFAULT_STORE_FOLDER = Path("var")
+"""The default store's folder (``sqlite:///var/coldchain.db``): coldchain may create it."""
 
+
+def store_path(url: str) -> str:
+    """The SQLite path of a store URL (``:memory:`` included); ConfigError for any other form.
+
+    Only the URL's form is checked here (at start, when settings load); whether
+    the file and its folder exist is :func:`open_store`'s business.
+    """
+    if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteStore(path)
+        if not path:
+            msg = f"store URL {url!r} names no file; expected sqlite:///path/to.db"
+            raise ConfigError(msg)
+        return path
     if url.startswith(("postgresql://", "postgres://")):
         msg = "the PostgreSQL store is not implemented yet; use sqlite:///path/to.db"
-        raise ConfigError(msg, field="COLDCHAIN_STORE")
+        raise ConfigError(msg)
     msg = f"unsupported store URL {url!r}; expected sqlite:///path/to.db"
-    raise ConfigError(msg, field="COLDCHAIN_STORE")
+    raise ConfigError(msg)
+
+
+def open_store(url: str, *, create: bool = True, setting: str = "the store URL") -> Store:
+    """Open a store from a URL: ``sqlite:///path/to.db``, ``sqlite:///:memory:``.
+
+    The file's folder must exist (only the default ``var/`` is created). With
+    ``create`` False (the read-only commands) the file must exist too: a
+    mistyped path is an error, not a new empty store. ``setting`` says where
+    the URL came from (``COLDCHAIN_STORE``, ``[store] url in coldchain.toml``),
+    for the messages.
+    """
+    try:
+        path = store_path(url)
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field=setting) from None
+    from coldchain.store.sqlite import SqliteStore  # noqa: PLC0415 - keep sqlite at the edge
+
+    if path != ":memory:":
+        file = Path(path)
+        folder = file.parent
+        if file.is_dir():
+            msg = f"cannot open SQLite database {path!r}: it is a folder; fix {setting}"
+            raise ConfigError(msg)
+        if not folder.is_dir():
+            if folder.exists():
+                msg = f"store folder {folder} is not a folder; fix {setting}"
+                raise ConfigError(msg)
+            if folder != DEFAULT_STORE_FOLDER:
+                msg = f"store folder {folder} does not exist; create it or fix {setting}"
+                raise ConfigError(msg)
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+        if not create and not file.exists():
+            msg = (
+                f"store file {file} does not exist: nothing is stored there yet; fix {setting}, "
+                "or create data first (coldchain shipment create, coldchain serve)"
+            )
+            raise ConfigError(msg)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            msg = (
+                f"store folder {folder} is not writable (SQLite keeps its journal beside "
+                f"the file); fix its permissions or {setting}"
+            )
+            raise StoreError(msg)
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            msg = (
+                f"store file {file} is not readable and writable; fix its permissions or {setting}"
+            )
+            raise StoreError(msg)
+    return SqliteStore(path)
 
 
 __all__ = [
@@ -290,4 +348,5 @@ __all__ = [
     "Signer",
     "Store",
     "open_store",
+    "store_path",
 ]

@@ -269,28 +269,52 @@ def _row_alert(doc: str, state: str, count: int) -> Alert:
     return Alert(**data)
 
 
+_ENVIRONMENTAL = ("readonly", "disk", "unable to open", "full", "locked", "not a database")
+
+
+def _is_environmental(exc: sqlite3.Error) -> bool:
+    """An error of the file or its surroundings (permissions, disk, lock), not of our SQL."""
+    text = str(exc).lower()
+    return any(word in text for word in _ENVIRONMENTAL)
+
+
+def _open_error(path: str, exc: sqlite3.Error) -> str:
+    reason = str(exc)
+    hint = ""
+    if "unable to open" in reason or "readonly" in reason:
+        hint = "; are the file and its folder writable?"
+    elif "not a database" in reason:
+        hint = "; is it a coldchain store?"
+    return f"cannot open SQLite database {path!r}: {reason}{hint}"
+
+
 class SqliteStore:
     """The default store. ``path`` is a file, or ``:memory:`` for tests and tools."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._lock = threading.RLock()
+        self._depth = 0
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint;
-        # a power cut can lose the last commits but never corrupt the database.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        self._db.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS stage (ord INTEGER PRIMARY KEY, {_READING_COLUMNS})"
-        )
-        self._migrate_custody_and_audit_chain()
+            raise StoreError(_open_error(path, exc)) from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit is durable once the WAL is synced at checkpoint;
+            # a power cut can lose the last commits but never corrupt the database.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+            self._db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS stage "
+                f"(ord INTEGER PRIMARY KEY, {_READING_COLUMNS})"
+            )
+            self._migrate_custody_and_audit_chain()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(_open_error(path, exc)) from exc
 
     # -- transactions ----------------------------------------------------------
 
@@ -299,10 +323,22 @@ class SqliteStore:
         with self._lock:
             outer = self._depth == 0
             if outer:
-                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if _is_environmental(exc):
+                        raise StoreError(f"store {self.path}: {exc}") from exc
+                    raise
             self._depth += 1
             try:
                 yield
+            except sqlite3.OperationalError as exc:
+                self._depth -= 1
+                if outer:
+                    self._db.execute("ROLLBACK")
+                if _is_environmental(exc):
+                    raise StoreError(f"store {self.path}: {exc}") from exc
+                raise
             except BaseException:
                 self._depth -= 1
                 if outer:
