@@ -45,6 +45,7 @@ from coldchain.disposition import (
     DECISIONS,
     check_meaning,
     check_new_password,
+    check_override,
     check_signer_name,
     hash_password,
     sign_add_back,
@@ -521,6 +522,15 @@ def disposition(
         str, typer.Option(help="What the signature means, e.g. 'Released for infusion'.")
     ],
     by: Annotated[str, typer.Option(help="Your signer id (re-authenticated by password).")],
+    override_verdict: Annotated[
+        str | None,
+        typer.Option(
+            "--override-verdict",
+            metavar="REASON",
+            help="Required to release a shipment whose system verdict is FAIL or REVIEW: why "
+            "QA releases it anyway. Signed with the disposition and printed in the dossier.",
+        ),
+    ] = None,
     password_stdin: PasswordStdin = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -528,7 +538,9 @@ def disposition(
     """Sign QA's disposition of a shipment: released, rejected or quarantined (21 CFR 11.50).
 
     Asks for the signer's password. The manifestation — printed name, date and time
-    with zone, meaning — goes to the audit log and into every later dossier.
+    with zone, meaning — goes to the audit log and into every later dossier. Releasing
+    a shipment whose verdict is FAIL or REVIEW is refused unless --override-verdict
+    gives the reason, which becomes part of the signed record.
     """
     ctx = _ctx(config)
     try:
@@ -536,6 +548,7 @@ def disposition(
         s = ctx.store.get_shipment(shipment_id)
         now = ctx.clock.now_ms()
         ev = evaluate_shipments(ctx.store, ctx.profiles, [s], now_ms=now)[s.id].to_json()
+        check_override(decision, str(ev.get("verdict")), override_verdict)  # before the password
         signed = sign_disposition(
             ctx.store,
             shipment_id=shipment_id,
@@ -546,6 +559,7 @@ def disposition(
             evaluation_json=ev,
             now_ms=now,
             zone=ctx.settings.dossier.display_timezone,
+            verdict_override=override_verdict,
         )
     except ColdchainError as exc:
         _fail(exc)
@@ -554,9 +568,10 @@ def disposition(
     if as_json:
         _print_json(signed.to_json())
         return
+    override = f" {signed.override_text()}." if signed.verdict_override else ""
     out.print(
-        f"[bold]{decision.upper()}[/] {shipment_id} (verdict {signed.verdict_at_signing}). "
-        f"{signed.signature.text()}",
+        f"[bold]{decision.upper()}[/] {shipment_id} (verdict {signed.verdict_at_signing})."
+        f"{override} {signed.signature.text()}",
         highlight=False,
     )
 

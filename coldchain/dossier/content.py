@@ -1105,8 +1105,9 @@ def _disposition_text(inp: DossierInput) -> list[str]:
             f"{inp.shipment.id} --decision released|rejected|quarantined --meaning TEXT --by ID"
         )
     for d in inp.dispositions:
+        override = f"{d.override_text()}. " if d.verdict_override else ""
         lines.append(
-            f"{d.decision.upper()} — {d.signature.text()} "
+            f"{d.decision.upper()} — {override}{d.signature.text()} "
             f"[verdict at signing {d.verdict_at_signing}; record SHA-256 "
             f"{d.signature.record_sha256[:16]}…; audit entry #{d.audit_id}]"
         )
@@ -1148,7 +1149,11 @@ def dossier_view(
         headline=_headline(str(inp.evaluation.get("verdict")), d),
         reasons=tuple(_reasons(inp)),
         disposition_status=d.decision if d else "pending",
-        disposition_line=d.signature.text() if d else "Not yet signed by QA.",
+        disposition_line=(
+            (f"{d.override_text()}. " if d.verdict_override else "") + d.signature.text()
+            if d
+            else "Not yet signed by QA."
+        ),
         checks=tuple(release_checks(inp, customs)),
         facts=tuple(_facts(inp, legs)),
         temperature=tuple(_temperature(inp)),
