@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coldchain.errors import ColdchainError
+from coldchain.errors import ColdchainError, NotFoundError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
 from coldchain.service import Context, evaluate_shipments
 
@@ -82,6 +82,25 @@ def _when(text: str | None, name: str) -> int | None:
     return dt_to_ms(dt)
 
 
+NONE = "—"
+"""How human output shows a value that is not there (JSON keeps null)."""
+
+
+def _shown(value: object) -> str:
+    """A value for people: "—" for None or an empty list, lists comma-joined, never a repr."""
+    if value is None:
+        return NONE
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or NONE
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _celsius(value: float | None, *, absent: str = NONE) -> str:
+    return absent if value is None else f"{value:g} °C"
+
+
 def shipment_json(s: Shipment) -> dict[str, Any]:
     return {
         "id": s.id,
@@ -100,6 +119,12 @@ def shipment_json(s: Shipment) -> dict[str, Any]:
 class ImportFormat(StrEnum):
     CSV = "csv"
     BERLINGER = "berlinger"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
 
 
 class ProfileChoice(StrEnum):
@@ -196,7 +221,7 @@ def shipment_show(
         _print_json(shipment_json(s))
         return
     for key, value in shipment_json(s).items():
-        out.print(f"[bold]{key:12}[/] {value}")
+        out.print(f"[bold]{key:12}[/] {_shown(value)}", highlight=False)
 
 
 @shipment_app.command("list")
@@ -215,6 +240,9 @@ def shipment_list(
         ctx.close()
     if as_json:
         _print_json([shipment_json(s) for s in shipments])
+        return
+    if not shipments:
+        out.print("no shipments" + (f" with status {status.value}" if status else ""))
         return
     table = Table("id", "product", "lane", "loggers", "status", "start")
     for s in shipments:
@@ -311,7 +339,8 @@ def import_file(
         d = report.device
         out.print(
             f"{d.device} serial {d.serial}: {report.readings_in_file} readings, device "
-            f"min {d.summary.min_c} °C, max {d.summary.max_c} °C, MKT {d.summary.mkt_c} °C"
+            f"min {_celsius(d.summary.min_c)}, max {_celsius(d.summary.max_c)}, "
+            f"MKT {_celsius(d.summary.mkt_c)}"
         )
     out.print(
         f"imported {report.new} new readings into {shipment} ({report.format}; "
@@ -349,9 +378,12 @@ def evaluate(
         return
     colour = {"PASS": "green", "REVIEW": "yellow", "FAIL": "red"}[ev.verdict]
     out.print(f"[bold]{s.id}[/] {s.product} {s.lane}: [bold {colour}]{ev.verdict}[/]")
+    mkt_absent = NONE if ev.profile.mkt else "n/a (disabled by profile)"
     out.print(
-        f"readings {doc['readings']}, min {doc['min_c']} °C, max {doc['max_c']} °C, "
-        f"mean {doc['mean_c']} °C, MKT {doc['mkt_c']} °C"
+        f"readings {doc['readings']}, min {_celsius(doc['min_c'])}, "
+        f"max {_celsius(doc['max_c'])}, mean {_celsius(doc['mean_c'])}, "
+        f"MKT {_celsius(doc['mkt_c'], absent=mkt_absent)}",
+        highlight=False,
     )
     for alarm in doc["alarms"]:
         if alarm["fired"]:
@@ -360,12 +392,43 @@ def evaluate(
             )
     for gap in doc["gaps"]:
         out.print(f"  data gap {gap['start']} → {gap['end']} ({gap['minutes']} min)")
+    if doc.get("reconciliation"):
+        _print_reconciliation(doc["reconciliation"])
+
+
+def _agrees(value: bool | None) -> str:
+    return {True: "agrees", False: "DIFFERS", None: "n/a"}[value]
+
+
+def _print_reconciliation(rec: dict[str, Any]) -> None:
+    """The device's own figures beside coldchain's (`import` of a Berlinger file)."""
+    device = rec["device"]
+    out.print(
+        f"device {device['model']} serial {device['serial']} ({device['file']}): "
+        f"[bold]{_agrees(rec['agrees'])}[/] with coldchain",
+        highlight=False,
+    )
+    for key, label in (("min", "min"), ("max", "max"), ("mean", "mean"), ("mkt", "MKT")):
+        row = rec[key]
+        out.print(
+            f"  {label:4} device {_celsius(row['device_c'])}, coldchain "
+            f"{_celsius(row['coldchain_c'])}: {_agrees(row['agrees'])}",
+            highlight=False,
+        )
+    for a in rec["alarms"]:
+        ours = a["coldchain_alarm"] or "no counterpart"
+        fired = "fired" if a["device_fired"] else "did not fire"
+        mine = {True: "fired", False: "did not fire", None: "n/a"}[a["coldchain_fired"]]
+        out.print(
+            f"  alarm {a['id']} ({ours}): device {fired}, coldchain {mine}: {_agrees(a['agrees'])}",
+            highlight=False,
+        )
 
 
 @alerts_app.command("list")
 def alerts_list(
     shipment: Annotated[str | None, typer.Option(help="Only this shipment.")] = None,
-    state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    state: Annotated[AlertState | None, typer.Option(help="Only alerts in this state.")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -376,7 +439,11 @@ def alerts_list(
     """
     ctx = _ctx(config)
     try:
-        records = ctx.alerting.records(shipment_id=shipment, state=state)
+        if shipment is not None:
+            ctx.store.get_shipment(shipment)  # a mistyped id is an error, not "no alerts"
+        records = ctx.alerting.records(
+            shipment_id=shipment, state=None if state is None else state.value
+        )
     except ColdchainError as exc:
         _fail(exc)
     finally:
@@ -384,11 +451,26 @@ def alerts_list(
     if as_json:
         _print_json(records)
         return
+    if not records:
+        where = " ".join(
+            part
+            for part in (
+                f"in state {state.value}" if state else "",
+                f"for shipment {shipment}" if shipment else "",
+            )
+            if part
+        )
+        out.print(f"no alerts {where}".rstrip(), highlight=False)
+        return
     table = Table("id", "shipment", "type", "severity", "triggered", "state", "deliveries")
     for r in records:
         state_text = r["state"]
-        if r["acknowledgement"]:
-            state_text += f" ({r['acknowledgement']['by']})"
+        if r["resolution"]:
+            state_text += f" by {r['resolution']['by']}"
+            if r["acknowledgement"]:
+                state_text += f" (acknowledged by {r['acknowledgement']['by']})"
+        elif r["acknowledgement"]:
+            state_text += f" by {r['acknowledgement']['by']}"
         if r["escalations"]:
             state_text += f", escalated ×{len(r['escalations'])}"
         table.add_row(
@@ -439,7 +521,8 @@ def alerts_show(
     for key in ("acknowledgement", "resolution"):
         if record[key]:
             item = record[key]
-            out.print(f"{key}: {item['by']} at {item['at']}: {item['comment']}", highlight=False)
+            comment = f": {item['comment']}" if item.get("comment") else ""
+            out.print(f"{key}: {item['by']} at {item['at']}{comment}", highlight=False)
     for e in record["escalations"]:
         out.print(f"escalated to {e['route']} (level {e['level']}) at {e['at']}")
     for d in record["deliveries"]:
@@ -538,6 +621,9 @@ def dead_letters_list(
             ]
         )
         return
+    if not letters:
+        out.print("no dead letters: every message received was accepted")
+        return
     for d in letters:
         out.print(f"[bold]#{d.id}[/] {iso(d.received_ms)} {d.topic}\n  {d.reason}", highlight=False)
 
@@ -592,6 +678,9 @@ def budget_ledger_cmd(
 
     ctx = _ctx(config)
     try:
+        known = any(s.lot == lot for s in ctx.store.list_shipments())
+        if not known and not ctx.store.budget_add_backs(lot):
+            raise NotFoundError("lot", lot)  # no shipment carries it: a mistyped lot
         entries = budget_ledger(ctx.store, ctx.profiles, lot, now_ms=ctx.clock.now_ms())
     except ColdchainError as exc:
         _fail(exc)
@@ -600,6 +689,9 @@ def budget_ledger_cmd(
     if as_json:
         _print_json(entries)
         return
+    if not entries:
+        out.print(f"lot {lot} has consumed no stability budget and has no add-back")
+        return
     table = Table("at", "budget", "kind", "minutes", "shipment / by", "reason")
     for e in entries:
         table.add_row(
@@ -607,7 +699,7 @@ def budget_ledger_cmd(
             str(e["budget_id"]),
             str(e["kind"]),
             f"{e['minutes']:g}",
-            str(e.get("shipment_id") or e.get("by")),
+            _shown(e.get("shipment_id") or e.get("by")),
             str(e.get("reason") or ""),
         )
     out.print(table)

@@ -236,6 +236,9 @@ def custody_list(
     if as_json:
         _print_json([e.to_json() for e in events])
         return
+    if not events:
+        out.print(f"no custody events for {shipment_id}", highlight=False)
+        return
     table = Table("time", "event", "actor", "location", "EPCIS", "note")
     for e in events:
         doc = e.to_json()
@@ -480,6 +483,9 @@ def signer_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     ]
     if as_json:
         _print_json(rows)
+        return
+    if not rows:
+        out.print("no signers registered (an administrator adds one: coldchain signer add)")
         return
     table = Table("id", "printed name", "active", "registered")
     for r in rows:

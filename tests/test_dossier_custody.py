@@ -212,3 +212,23 @@ def test_dossier_custody_timeline_is_in_device_time_order_whatever_the_arrival(t
     assert (
         table.index("site dispatched") < table.index("site handover") < table.index("site received")
     )
+
+
+def test_dossier_with_a_custody_event_outside_the_monitoring_window_warns_nothing(tmp_path):
+    """A dispatch before monitoring started used to be drawn off the chart's axes, unclipped,
+    and matplotlib printed "UserWarning: Tight layout not applied" (an error under pytest)."""
+    world = make_world(tmp_path)
+    world.cli(
+        "shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1",
+        "--start", "2026-11-26T00:00:00Z",
+    )  # fmt: skip
+    world.cli(
+        "custody", "add", "S-1", "--type", "dispatched", "--actor", "Helix QA",
+        "--location", "SIN", "--at", "2026-11-23T00:00:00Z",
+    )  # fmt: skip
+    world.cli("shipment", "close", "S-1", "--end", "2026-11-26T12:00:00Z")
+    out = tmp_path / "S-1.zip"
+    result = world.cli("dossier", "S-1", "-o", str(out), "--now", "2026-11-26T13:00:00Z")
+    assert "Warning" not in result.output
+    events = orjson.loads(members(out.read_bytes())["custody.json"])["events"]
+    assert [e["type"] for e in events] == ["dispatched"]  # still listed, just not drawn

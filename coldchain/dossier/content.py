@@ -546,7 +546,14 @@ def chart_data(inp: DossierInput) -> ChartData:
         for x in excursions(inp)
     )
     gaps = tuple((_ms(g["start"]), _ms(g["end"])) for g in inp.evaluation.get("gaps", ()))
-    marks = tuple((e.ts_ms, e.type.replace("_", " ")) for e in timeline(inp.custody))
+    # Only events inside the chart's window: one outside (a dispatch before monitoring
+    # started) would be drawn off the axes, unclipped, and push matplotlib's tight_layout
+    # beyond the figure ("Tight layout not applied"). The custody table lists every event.
+    marks = tuple(
+        (e.ts_ms, e.type.replace("_", " "))
+        for e in timeline(inp.custody)
+        if start <= e.ts_ms <= end
+    )
     return ChartData(tuple(series), limits, episodes, gaps, marks, start, end, inp.zone)
 
 
