@@ -712,14 +712,20 @@ def budget_ledger_cmd(
 def demo(
     shipments: Annotated[int, typer.Option(help="Simulated shipments.")] = 10,
     duration: Annotated[float, typer.Option(help="Seconds to replay the fleet's days in.")] = 45.0,
-    workdir: Annotated[Path, typer.Option(help="Where the demo's database and evaluations go.")] = (
-        Path("var/demo")
-    ),
+    workdir: Annotated[
+        Path,
+        typer.Option(
+            help="Where everything the demo writes goes: database, signing key, evaluations, "
+            "dossiers."
+        ),
+    ] = Path("var/demo"),
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
 ) -> None:
     """Run everything on this machine: embedded MQTT broker, pipeline, a simulated APAC fleet.
 
     Shows live progress and alerts, then a verdict per shipment, and ends by itself.
+    The same seed gives the same alerts: the replay runs days of device time in seconds,
+    so the wall-clock checks (logger silence, hold ticks) are left to `coldchain serve`.
     Set COLDCHAIN_BROKER to use your own broker instead of the embedded one.
     """
     from coldchain.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
