@@ -55,6 +55,7 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
+ShipmentArg = Annotated[str, typer.Argument(metavar="ID", help="Shipment id, e.g. S-2026-0042.")]
 
 
 def _ctx(config: Path | None) -> Context:
@@ -205,11 +206,17 @@ def shipment_create(
 
 @shipment_app.command("show")
 def shipment_show(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one shipment."""
+    """Show one shipment.
+
+    Examples:
+
+      coldchain shipment show S-1
+      coldchain shipment show S-1 --json
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -230,7 +237,12 @@ def shipment_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List shipments, oldest first."""
+    """List shipments, oldest first.
+
+    Example:
+
+      coldchain shipment list --status in_transit
+    """
     ctx = _ctx(config)
     try:
         shipments = ctx.store.list_shipments(status=status)
@@ -259,13 +271,18 @@ def shipment_list(
 
 @shipment_app.command("close")
 def shipment_close(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     end: Annotated[
         str | None, typer.Option(help="Delivery time, device time (RFC 3339); default: now.")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Mark a shipment delivered and closed: its last reading holds until END at most."""
+    """Mark a shipment delivered and closed: its last reading holds until END at most.
+
+    Example:
+
+      coldchain shipment close S-1 --end 2026-11-28T09:00:00Z
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -351,7 +368,7 @@ def import_file(
 
 @app.command("evaluate")
 def evaluate(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     now: Annotated[
         str | None,
         typer.Option(
@@ -362,7 +379,13 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a shipment's stored readings against its product profile (docs/EVALUATION.md,
-    docs/DOSSIER.md)."""
+    docs/DOSSIER.md).
+
+    Examples:
+
+      coldchain evaluate S-1
+      coldchain evaluate S-1 --json --now 2026-11-28T09:00:00Z
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -436,6 +459,10 @@ def alerts_list(
 
     --json gives each alert's fields (docs/ALERTS.md) plus `acknowledgement`, `resolution`,
     `escalations` and `deliveries` (status, attempts and history per channel).
+
+    Example:
+
+      coldchain alerts list --shipment S-1 --state open
     """
     ctx = _ctx(config)
     try:
@@ -504,7 +531,12 @@ def alerts_show(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one alert: message, lifecycle, escalations and every delivery attempt."""
+    """Show one alert: message, lifecycle, escalations and every delivery attempt.
+
+    Example:
+
+      coldchain alerts show AL-3f2a9c0d1e2b4a5f
+    """
     ctx = _ctx(config)
     try:
         alert = ctx.store.get_alert(alert_id)
@@ -578,6 +610,10 @@ def alerts_resolve(
 
     Alerts whose condition clears (temperature back in range, battery replaced)
     are resolved by coldchain itself.
+
+    Example:
+
+      coldchain alerts resolve AL-3f2a9c0d1e2b4a5f --by "QA" --comment "product released"
     """
     ctx = _ctx(config)
     try:
@@ -598,7 +634,12 @@ def dead_letters_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show rejected messages with the reason each was refused."""
+    """Show rejected messages with the reason each was refused.
+
+    Example:
+
+      coldchain dead-letters list --limit 50
+    """
     ctx = _ctx(config)
     try:
         letters = ctx.store.list_dead_letters(limit=limit)
@@ -638,7 +679,7 @@ app.add_typer(budget_app, name="budget")
 
 @logger_app.command("calibrate")
 def logger_calibrate(
-    logger_id: Annotated[str, typer.Argument(metavar="LOGGER")],
+    logger_id: Annotated[str, typer.Argument(metavar="LOGGER", help="Logger id, e.g. LG-00042.")],
     offset: Annotated[float, typer.Option(help="°C added to every raw value (certificate).")],
     certificate: Annotated[str, typer.Option(help="Calibration certificate reference.")],
     config: ConfigOpt = None,
@@ -646,6 +687,10 @@ def logger_calibrate(
     """Set a logger's calibration offset from its certificate (docs/EVALUATION.md, coverage).
 
     Applies to readings received from now on; raw and corrected values are both kept.
+
+    Example:
+
+      coldchain logger calibrate LG-00042 --offset 0.2 --certificate CAL-2026-17
     """
     ctx = _ctx(config)
     try:
@@ -669,11 +714,18 @@ def logger_calibrate(
 
 @budget_app.command("ledger")
 def budget_ledger_cmd(
-    lot: Annotated[str, typer.Argument(metavar="LOT")],
+    lot: Annotated[
+        str, typer.Argument(metavar="LOT", help="Product lot, as given to shipment create --lot.")
+    ],
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Each consumption of the lot's budgets, by leg and episode, and each add-back."""
+    """Each consumption of the lot's budgets, by leg and episode, and each add-back.
+
+    Example:
+
+      coldchain budget ledger LOT-7
+    """
     from coldchain.service import budget_ledger  # noqa: PLC0415
 
     ctx = _ctx(config)
@@ -727,6 +779,11 @@ def demo(
     The same seed gives the same alerts: the replay runs days of device time in seconds,
     so the wall-clock checks (logger silence, hold ticks) are left to `coldchain serve`.
     Set COLDCHAIN_BROKER to use your own broker instead of the embedded one.
+
+    Examples:
+
+      coldchain demo
+      coldchain demo --shipments 20 --seed 7 --duration 90 --workdir /tmp/demo
     """
     from coldchain.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
 
