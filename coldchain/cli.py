@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from coldchain.errors import ColdchainError, ConfigError
+from coldchain.errors import ColdchainError, ConfigError, NotFoundError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
 from coldchain.service import Context, evaluate_shipments
 
@@ -56,6 +56,7 @@ ConfigOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (for scripts).")]
+ShipmentArg = Annotated[str, typer.Argument(metavar="ID", help="Shipment id, e.g. S-2026-0042.")]
 
 
 def _ctx(config: Path | None, *, create: bool = False) -> Context:
@@ -93,6 +94,25 @@ def _when(text: str | None, name: str) -> int | None:
     return dt_to_ms(dt)
 
 
+NONE = "—"
+"""How human output shows a value that is not there (JSON keeps null)."""
+
+
+def _shown(value: object) -> str:
+    """A value for people: "—" for None or an empty list, lists comma-joined, never a repr."""
+    if value is None:
+        return NONE
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or NONE
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _celsius(value: float | None, *, absent: str = NONE) -> str:
+    return absent if value is None else f"{value:g} °C"
+
+
 def shipment_json(s: Shipment) -> dict[str, Any]:
     return {
         "id": s.id,
@@ -111,6 +131,12 @@ def shipment_json(s: Shipment) -> dict[str, Any]:
 class ImportFormat(StrEnum):
     CSV = "csv"
     BERLINGER = "berlinger"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
 
 
 class ProfileChoice(StrEnum):
@@ -191,11 +217,17 @@ def shipment_create(
 
 @shipment_app.command("show")
 def shipment_show(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one shipment."""
+    """Show one shipment.
+
+    Examples:
+
+      coldchain shipment show S-1
+      coldchain shipment show S-1 --json
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -207,7 +239,7 @@ def shipment_show(
         _print_json(shipment_json(s))
         return
     for key, value in shipment_json(s).items():
-        out.print(f"[bold]{key:12}[/] {value}")
+        out.print(f"[bold]{key:12}[/] {_shown(value)}", highlight=False)
 
 
 @shipment_app.command("list")
@@ -216,7 +248,12 @@ def shipment_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List shipments, oldest first."""
+    """List shipments, oldest first.
+
+    Example:
+
+      coldchain shipment list --status in_transit
+    """
     ctx = _ctx(config)
     try:
         shipments = ctx.store.list_shipments(status=status)
@@ -226,6 +263,9 @@ def shipment_list(
         ctx.close()
     if as_json:
         _print_json([shipment_json(s) for s in shipments])
+        return
+    if not shipments:
+        out.print("no shipments" + (f" with status {status.value}" if status else ""))
         return
     table = Table("id", "product", "lane", "loggers", "status", "start")
     for s in shipments:
@@ -242,13 +282,18 @@ def shipment_list(
 
 @shipment_app.command("close")
 def shipment_close(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     end: Annotated[
         str | None, typer.Option(help="Delivery time, device time (RFC 3339); default: now.")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Mark a shipment delivered and closed: its last reading holds until END at most."""
+    """Mark a shipment delivered and closed: its last reading holds until END at most.
+
+    Example:
+
+      coldchain shipment close S-1 --end 2026-11-28T09:00:00Z
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -363,7 +408,8 @@ def import_file(
         d = report.device
         out.print(
             f"{d.device} serial {d.serial}: {report.readings_in_file} readings, device "
-            f"min {d.summary.min_c} °C, max {d.summary.max_c} °C, MKT {d.summary.mkt_c} °C"
+            f"min {_celsius(d.summary.min_c)}, max {_celsius(d.summary.max_c)}, "
+            f"MKT {_celsius(d.summary.mkt_c)}"
         )
     for change in report.changes:
         out.print(f"shipment {shipment}: {change}", highlight=False, soft_wrap=True)
@@ -386,7 +432,7 @@ def import_file(
 
 @app.command("evaluate")
 def evaluate(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     now: Annotated[
         str | None,
         typer.Option(
@@ -397,7 +443,13 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a shipment's stored readings against its product profile (docs/EVALUATION.md,
-    docs/DOSSIER.md)."""
+    docs/DOSSIER.md).
+
+    Examples:
+
+      coldchain evaluate S-1
+      coldchain evaluate S-1 --json --now 2026-11-28T09:00:00Z
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -413,9 +465,12 @@ def evaluate(
         return
     colour = {"PASS": "green", "REVIEW": "yellow", "FAIL": "red"}[ev.verdict]
     out.print(f"[bold]{s.id}[/] {s.product} {s.lane}: [bold {colour}]{ev.verdict}[/]")
+    mkt_absent = NONE if ev.profile.mkt else "n/a (disabled by profile)"
     out.print(
-        f"readings {doc['readings']}, min {doc['min_c']} °C, max {doc['max_c']} °C, "
-        f"mean {doc['mean_c']} °C, MKT {doc['mkt_c']} °C"
+        f"readings {doc['readings']}, min {_celsius(doc['min_c'])}, "
+        f"max {_celsius(doc['max_c'])}, mean {_celsius(doc['mean_c'])}, "
+        f"MKT {_celsius(doc['mkt_c'], absent=mkt_absent)}",
+        highlight=False,
     )
     for alarm in doc["alarms"]:
         if alarm["fired"]:
@@ -433,12 +488,43 @@ def evaluate(
             highlight=False,
             soft_wrap=True,
         )
+    if doc.get("reconciliation"):
+        _print_reconciliation(doc["reconciliation"])
+
+
+def _agrees(value: bool | None) -> str:
+    return {True: "agrees", False: "DIFFERS", None: "n/a"}[value]
+
+
+def _print_reconciliation(rec: dict[str, Any]) -> None:
+    """The device's own figures beside coldchain's (`import` of a Berlinger file)."""
+    device = rec["device"]
+    out.print(
+        f"device {device['model']} serial {device['serial']} ({device['file']}): "
+        f"[bold]{_agrees(rec['agrees'])}[/] with coldchain",
+        highlight=False,
+    )
+    for key, label in (("min", "min"), ("max", "max"), ("mean", "mean"), ("mkt", "MKT")):
+        row = rec[key]
+        out.print(
+            f"  {label:4} device {_celsius(row['device_c'])}, coldchain "
+            f"{_celsius(row['coldchain_c'])}: {_agrees(row['agrees'])}",
+            highlight=False,
+        )
+    for a in rec["alarms"]:
+        ours = a["coldchain_alarm"] or "no counterpart"
+        fired = "fired" if a["device_fired"] else "did not fire"
+        mine = {True: "fired", False: "did not fire", None: "n/a"}[a["coldchain_fired"]]
+        out.print(
+            f"  alarm {a['id']} ({ours}): device {fired}, coldchain {mine}: {_agrees(a['agrees'])}",
+            highlight=False,
+        )
 
 
 @alerts_app.command("list")
 def alerts_list(
     shipment: Annotated[str | None, typer.Option(help="Only this shipment.")] = None,
-    state: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    state: Annotated[AlertState | None, typer.Option(help="Only alerts in this state.")] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -446,10 +532,18 @@ def alerts_list(
 
     --json gives each alert's fields (docs/ALERTS.md) plus `acknowledgement`, `resolution`,
     `escalations` and `deliveries` (status, attempts and history per channel).
+
+    Example:
+
+      coldchain alerts list --shipment S-1 --state open
     """
     ctx = _ctx(config)
     try:
-        records = ctx.alerting.records(shipment_id=shipment, state=state)
+        if shipment is not None:
+            ctx.store.get_shipment(shipment)  # a mistyped id is an error, not "no alerts"
+        records = ctx.alerting.records(
+            shipment_id=shipment, state=None if state is None else state.value
+        )
     except ColdchainError as exc:
         _fail(exc)
     finally:
@@ -457,11 +551,26 @@ def alerts_list(
     if as_json:
         _print_json(records)
         return
+    if not records:
+        where = " ".join(
+            part
+            for part in (
+                f"in state {state.value}" if state else "",
+                f"for shipment {shipment}" if shipment else "",
+            )
+            if part
+        )
+        out.print(f"no alerts {where}".rstrip(), highlight=False)
+        return
     table = Table("id", "shipment", "type", "severity", "triggered", "state", "deliveries")
     for r in records:
         state_text = r["state"]
-        if r["acknowledgement"]:
-            state_text += f" ({r['acknowledgement']['by']})"
+        if r["resolution"]:
+            state_text += f" by {r['resolution']['by']}"
+            if r["acknowledgement"]:
+                state_text += f" (acknowledged by {r['acknowledgement']['by']})"
+        elif r["acknowledgement"]:
+            state_text += f" by {r['acknowledgement']['by']}"
         if r["escalations"]:
             state_text += f", escalated ×{len(r['escalations'])}"
         table.add_row(
@@ -495,7 +604,12 @@ def alerts_show(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show one alert: message, lifecycle, escalations and every delivery attempt."""
+    """Show one alert: message, lifecycle, escalations and every delivery attempt.
+
+    Example:
+
+      coldchain alerts show AL-3f2a9c0d1e2b4a5f
+    """
     ctx = _ctx(config)
     try:
         alert = ctx.store.get_alert(alert_id)
@@ -512,7 +626,8 @@ def alerts_show(
     for key in ("acknowledgement", "resolution"):
         if record[key]:
             item = record[key]
-            out.print(f"{key}: {item['by']} at {item['at']}: {item['comment']}", highlight=False)
+            comment = f": {item['comment']}" if item.get("comment") else ""
+            out.print(f"{key}: {item['by']} at {item['at']}{comment}", highlight=False)
     for e in record["escalations"]:
         out.print(f"escalated to {e['route']} (level {e['level']}) at {e['at']}")
     for d in record["deliveries"]:
@@ -568,6 +683,10 @@ def alerts_resolve(
 
     Alerts whose condition clears (temperature back in range, battery replaced)
     are resolved by coldchain itself.
+
+    Example:
+
+      coldchain alerts resolve AL-3f2a9c0d1e2b4a5f --by "QA" --comment "product released"
     """
     ctx = _ctx(config)
     try:
@@ -588,7 +707,12 @@ def dead_letters_list(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show rejected messages with the reason each was refused."""
+    """Show rejected messages with the reason each was refused.
+
+    Example:
+
+      coldchain dead-letters list --limit 50
+    """
     ctx = _ctx(config)
     try:
         letters = ctx.store.list_dead_letters(limit=limit)
@@ -611,6 +735,9 @@ def dead_letters_list(
             ]
         )
         return
+    if not letters:
+        out.print("no dead letters: every message received was accepted")
+        return
     for d in letters:
         out.print(f"[bold]#{d.id}[/] {iso(d.received_ms)} {d.topic}\n  {d.reason}", highlight=False)
 
@@ -625,7 +752,7 @@ app.add_typer(budget_app, name="budget")
 
 @logger_app.command("calibrate")
 def logger_calibrate(
-    logger_id: Annotated[str, typer.Argument(metavar="LOGGER")],
+    logger_id: Annotated[str, typer.Argument(metavar="LOGGER", help="Logger id, e.g. LG-00042.")],
     offset: Annotated[float, typer.Option(help="°C added to every raw value (certificate).")],
     certificate: Annotated[str, typer.Option(help="Calibration certificate reference.")],
     config: ConfigOpt = None,
@@ -633,6 +760,10 @@ def logger_calibrate(
     """Set a logger's calibration offset from its certificate (docs/EVALUATION.md, coverage).
 
     Applies to readings received from now on; raw and corrected values are both kept.
+
+    Example:
+
+      coldchain logger calibrate LG-00042 --offset 0.2 --certificate CAL-2026-17
     """
     ctx = _ctx(config, create=True)
     try:
@@ -656,15 +787,25 @@ def logger_calibrate(
 
 @budget_app.command("ledger")
 def budget_ledger_cmd(
-    lot: Annotated[str, typer.Argument(metavar="LOT")],
+    lot: Annotated[
+        str, typer.Argument(metavar="LOT", help="Product lot, as given to shipment create --lot.")
+    ],
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Each consumption of the lot's budgets, by leg and episode, and each add-back."""
+    """Each consumption of the lot's budgets, by leg and episode, and each add-back.
+
+    Example:
+
+      coldchain budget ledger LOT-7
+    """
     from coldchain.service import budget_ledger  # noqa: PLC0415
 
     ctx = _ctx(config)
     try:
+        known = any(s.lot == lot for s in ctx.store.list_shipments())
+        if not known and not ctx.store.budget_add_backs(lot):
+            raise NotFoundError("lot", lot)  # no shipment carries it: a mistyped lot
         entries = budget_ledger(ctx.store, ctx.profiles, lot, now_ms=ctx.clock.now_ms())
     except ColdchainError as exc:
         _fail(exc)
@@ -673,6 +814,9 @@ def budget_ledger_cmd(
     if as_json:
         _print_json(entries)
         return
+    if not entries:
+        out.print(f"lot {lot} has consumed no stability budget and has no add-back")
+        return
     table = Table("at", "budget", "kind", "minutes", "shipment / by", "reason")
     for e in entries:
         table.add_row(
@@ -680,7 +824,7 @@ def budget_ledger_cmd(
             str(e["budget_id"]),
             str(e["kind"]),
             f"{e['minutes']:g}",
-            str(e.get("shipment_id") or e.get("by")),
+            _shown(e.get("shipment_id") or e.get("by")),
             str(e.get("reason") or ""),
         )
     out.print(table)
@@ -693,15 +837,26 @@ def budget_ledger_cmd(
 def demo(
     shipments: Annotated[int, typer.Option(help="Simulated shipments.")] = 10,
     duration: Annotated[float, typer.Option(help="Seconds to replay the fleet's days in.")] = 45.0,
-    workdir: Annotated[Path, typer.Option(help="Where the demo's database and evaluations go.")] = (
-        Path("var/demo")
-    ),
+    workdir: Annotated[
+        Path,
+        typer.Option(
+            help="Where everything the demo writes goes: database, signing key, evaluations, "
+            "dossiers."
+        ),
+    ] = Path("var/demo"),
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 7,
 ) -> None:
     """Run everything on this machine: embedded MQTT broker, pipeline, a simulated APAC fleet.
 
     Shows live progress and alerts, then a verdict per shipment, and ends by itself.
+    The same seed gives the same alerts: the replay runs days of device time in seconds,
+    so the wall-clock checks (logger silence, hold ticks) are left to `coldchain serve`.
     Set COLDCHAIN_BROKER to use your own broker instead of the embedded one.
+
+    Examples:
+
+      coldchain demo
+      coldchain demo --shipments 20 --seed 7 --duration 90 --workdir /tmp/demo
     """
     from coldchain.demo import run_demo  # noqa: PLC0415 - keeps `--help` fast
 

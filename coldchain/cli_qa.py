@@ -26,6 +26,7 @@ from coldchain.audit import entry_json, verify_chain
 from coldchain.cli import (
     ConfigOpt,
     JsonOpt,
+    ShipmentArg,
     _ctx,
     _fail,
     _print_json,
@@ -46,6 +47,7 @@ from coldchain.disposition import (
     DECISIONS,
     check_meaning,
     check_new_password,
+    check_override,
     check_signer_name,
     hash_password,
     sign_add_back,
@@ -99,7 +101,7 @@ def _password(from_stdin: bool, *, confirm: bool = False) -> str:
 
 @shipment_app.command("set")
 def shipment_set(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     assignments: Annotated[
         list[str] | None,
         typer.Argument(
@@ -118,6 +120,11 @@ def shipment_set(
     Values are validated (countries, currencies, Incoterms, packaging, times with a
     zone); unknown keys are refused. There is no field for a patient's name: the patient
     is identified by coi_code, a pseudonymous code, only.
+
+    Examples:
+
+      coldchain shipment set S-1 coi_code=COI-SG-2026-000123 awb=618-12345675
+      coldchain shipment set S-1 --unset awb
     """
     ctx = _ctx(config)
     try:
@@ -151,7 +158,12 @@ def shipment_set(
 
 @shipment_app.command("fields")
 def shipment_fields(as_json: JsonOpt = False) -> None:
-    """List the details `shipment set` accepts, and which reach customs documents."""
+    """List the details `shipment set` accepts, and which reach customs documents.
+
+    Example:
+
+      coldchain shipment fields
+    """
     rows = [
         {"key": f.key, "label": f.label, "kind": f.kind, "customs": f.customs, "help": f.help}
         for f in FIELDS
@@ -179,7 +191,7 @@ def shipment_fields(as_json: JsonOpt = False) -> None:
 
 @custody_app.command("add")
 def custody_add(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     kind: Annotated[str, typer.Option("--type", help=" | ".join(CUSTODY_TYPES))],
     actor: Annotated[str, typer.Option(help="Who (organisation, desk or person on duty).")],
     location: Annotated[str, typer.Option(help="Where, e.g. 'SIN Changi Airfreight Centre'.")],
@@ -190,7 +202,14 @@ def custody_add(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record a custody event (handover, departure, customs hold, receipt, …)."""
+    """Record a custody event (handover, departure, customs hold, receipt, …).
+
+    Examples:
+
+      coldchain custody add S-1 --type handover --actor "SkyCold SIN" --location "SIN Changi"
+      coldchain custody add S-1 --type received --actor "JCTC cell lab" --location Jakarta \\
+        --at 2026-11-28T09:00:00+07:00
+    """
     ctx = _ctx(config)
     try:
         now = ctx.clock.now_ms()
@@ -220,11 +239,16 @@ def custody_add(
 
 @custody_app.command("list")
 def custody_list(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """A shipment's custody timeline, oldest first."""
+    """A shipment's custody timeline, oldest first.
+
+    Example:
+
+      coldchain custody list S-1
+    """
     ctx = _ctx(config)
     try:
         ctx.store.get_shipment(shipment_id)
@@ -235,6 +259,9 @@ def custody_list(
         ctx.close()
     if as_json:
         _print_json([e.to_json() for e in events])
+        return
+    if not events:
+        out.print(f"no custody events for {shipment_id}", highlight=False)
         return
     table = Table("time", "event", "actor", "location", "EPCIS", "note")
     for e in events:
@@ -248,7 +275,7 @@ def custody_list(
 
 @app.command("dossier")
 def dossier(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="The ZIP to write.")],
     now: Annotated[
         str | None, typer.Option(help="Evaluate as of this time (RFC 3339); default: now.")
@@ -259,8 +286,12 @@ def dossier(
     """Write the shipment's signed dossier ZIP: PDF, readings, evaluation, EPCIS, customs
     (docs/DOSSIER.md).
 
-    The manifest is signed with the Ed25519 key of [dossier] signing_key, created on
+    The manifest is signed with the Ed25519 key of \\[dossier] signing_key, created on
     first use. Check a dossier with `coldchain verify FILE.zip`.
+
+    Example:
+
+      coldchain dossier S-1 -o S-1.zip
     """
     from coldchain.dossier.build import build_dossier  # noqa: PLC0415 - reportlab is slow to load
 
@@ -309,15 +340,20 @@ def verify(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A dossier ZIP.")],
     key: Annotated[
         list[Path] | None,
-        typer.Option(help="A trusted public key (PEM); repeat. Adds to [dossier] trusted_keys."),
+        typer.Option(help="A trusted public key (PEM); repeat. Adds to \\[dossier] trusted_keys."),
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check every file's SHA-256 and the manifest's Ed25519 signature; exit 0 only when intact.
 
-    Origin is proven only by a key obtained separately: [dossier] trusted_keys, --key, or
+    Origin is proven only by a key obtained separately: \\[dossier] trusted_keys, --key, or
     this machine's own signing key. The key inside the manifest proves integrity only.
+
+    Examples:
+
+      coldchain verify S-1.zip
+      coldchain verify S-1.zip --key partner-dossier.pub.pem
     """
     from coldchain.dossier.manifest import verify_dossier  # noqa: PLC0415
 
@@ -358,13 +394,17 @@ def verify(
 
 @customs_app.command("check")
 def customs_check_cmd(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List every item the destination's rule pack needs that the shipment lacks.
 
     Exit 0 when customs-ready, 1 with the missing items listed (and how to set each).
+
+    Example:
+
+      coldchain customs check S-1
     """
     ctx = _ctx(config)
     try:
@@ -395,7 +435,12 @@ def customs_check_cmd(
 
 @customs_app.command("packs")
 def customs_packs(as_json: JsonOpt = False) -> None:
-    """The shipped rule packs: country, reviewed date, permits."""
+    """The shipped rule packs: country, reviewed date, permits.
+
+    Example:
+
+      coldchain customs packs --json
+    """
     try:
         packs = load_rule_packs()
     except ColdchainError as exc:
@@ -424,6 +469,10 @@ def signer_add(
 
     A local stand-in: production should authenticate signers with the organisation's
     identity provider.
+
+    Example:
+
+      coldchain signer add a.tan --full-name "Alicia Tan"
     """
     ctx = _ctx(config, create=True)
     try:
@@ -461,7 +510,12 @@ def signer_add(
 
 @signer_app.command("list")
 def signer_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Registered signers (never their password hashes)."""
+    """Registered signers (never their password hashes).
+
+    Example:
+
+      coldchain signer list
+    """
     ctx = _ctx(config)
     try:
         signers = ctx.store.list_signers()
@@ -481,6 +535,9 @@ def signer_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(rows)
         return
+    if not rows:
+        out.print("no signers registered (an administrator adds one: coldchain signer add)")
+        return
     table = Table("id", "printed name", "active", "registered")
     for r in rows:
         table.add_row(
@@ -491,11 +548,16 @@ def signer_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 @signer_app.command("unlock")
 def signer_unlock(
-    name: Annotated[str, typer.Argument(metavar="ID")],
+    name: Annotated[str, typer.Argument(metavar="ID", help="Signer id, e.g. a.tan.")],
     by: Annotated[str, typer.Option(help="Administrator who unlocks (audited).")],
     config: ConfigOpt = None,
 ) -> None:
-    """Unlock a signer locked after repeated wrong passwords."""
+    """Unlock a signer locked after repeated wrong passwords.
+
+    Example:
+
+      coldchain signer unlock a.tan --by admin.lee
+    """
     ctx = _ctx(config)
     try:
         ctx.store.get_signer(name)
@@ -516,12 +578,21 @@ def signer_unlock(
 
 @app.command("disposition")
 def disposition(
-    shipment_id: Annotated[str, typer.Argument(metavar="ID")],
+    shipment_id: ShipmentArg,
     decision: Annotated[str, typer.Option(help=" | ".join(DECISIONS))],
     meaning: Annotated[
         str, typer.Option(help="What the signature means, e.g. 'Released for infusion'.")
     ],
     by: Annotated[str, typer.Option(help="Your signer id (re-authenticated by password).")],
+    override_verdict: Annotated[
+        str | None,
+        typer.Option(
+            "--override-verdict",
+            metavar="REASON",
+            help="Required to release a shipment whose system verdict is FAIL or REVIEW: why "
+            "QA releases it anyway. Signed with the disposition and printed in the dossier.",
+        ),
+    ] = None,
     password_stdin: PasswordStdin = False,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
@@ -529,7 +600,15 @@ def disposition(
     """Sign QA's disposition of a shipment: released, rejected or quarantined (21 CFR 11.50).
 
     Asks for the signer's password. The manifestation — printed name, date and time
-    with zone, meaning — goes to the audit log and into every later dossier.
+    with zone, meaning — goes to the audit log and into every later dossier. Releasing
+    a shipment whose verdict is FAIL or REVIEW is refused unless --override-verdict
+    gives the reason, which becomes part of the signed record.
+
+    Examples:
+
+      coldchain disposition S-1 --decision released --meaning "Released for infusion" --by a.tan
+      coldchain disposition S-2 --decision released --meaning "Released for infusion" \\
+        --override-verdict "Stability study STB-114 covers the excursion" --by a.tan
     """
     ctx = _ctx(config)
     try:
@@ -537,6 +616,7 @@ def disposition(
         s = ctx.store.get_shipment(shipment_id)
         now = ctx.clock.now_ms()
         ev = evaluate_shipments(ctx.store, ctx.profiles, [s], now_ms=now)[s.id].to_json()
+        check_override(decision, str(ev.get("verdict")), override_verdict)  # before the password
         signed = sign_disposition(
             ctx.store,
             shipment_id=shipment_id,
@@ -547,6 +627,7 @@ def disposition(
             evaluation_json=ev,
             now_ms=now,
             zone=ctx.settings.dossier.display_timezone,
+            verdict_override=override_verdict,
         )
     except ColdchainError as exc:
         _fail(exc)
@@ -555,9 +636,10 @@ def disposition(
     if as_json:
         _print_json(signed.to_json())
         return
+    override = f" {signed.override_text()}." if signed.verdict_override else ""
     out.print(
-        f"[bold]{decision.upper()}[/] {shipment_id} (verdict {signed.verdict_at_signing}). "
-        f"{signed.signature.text()}",
+        f"[bold]{decision.upper()}[/] {shipment_id} (verdict {signed.verdict_at_signing})."
+        f"{override} {signed.signature.text()}",
         highlight=False,
     )
 
@@ -573,7 +655,13 @@ def budget_add_back(
     config: ConfigOpt = None,
 ) -> None:
     """Restore stability budget to the shipment's lot by a signed QA decision
-    (docs/EVALUATION.md)."""
+    (docs/EVALUATION.md).
+
+    Example:
+
+      coldchain budget add-back S-1 --budget warm-exposure --minutes 15 \\
+        --meaning "Stability study STB-114 supports 15 min more" --by a.tan
+    """
     ctx = _ctx(config)
     try:
         s = ctx.store.get_shipment(shipment_id)
@@ -624,6 +712,11 @@ def audit_verify(
 
     Removing the newest entries leaves a shorter valid chain; a dossier's signed
     audit_head (--dossier) catches that too.
+
+    Examples:
+
+      coldchain audit verify
+      coldchain audit verify --dossier S-1.zip
     """
     from coldchain.dossier.manifest import verify_dossier  # noqa: PLC0415
 

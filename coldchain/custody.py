@@ -29,7 +29,7 @@ import orjson
 
 from coldchain.decoding import parse_ts_ms
 from coldchain.errors import DecodeError, NotFoundError
-from coldchain.models import iso
+from coldchain.models import Shipment, ShipmentStatus, iso
 
 if TYPE_CHECKING:  # the store imports this module for CustodyEvent
     from coldchain.store import Store
@@ -179,14 +179,16 @@ def record_custody_event(store: Store, event: CustodyEvent, *, now_ms: int) -> b
 
     The shell shared by the MQTT pipeline and ``coldchain custody add``. An
     event for a shipment that is not registered is refused (dead letter on
-    MQTT), so a mistyped id cannot start a phantom custody trail.
+    MQTT), so a mistyped id cannot start a phantom custody trail; so is one for
+    a closed shipment (:func:`refuse_after_close`).
     """
     try:
-        store.get_shipment(event.shipment_id)
+        shipment = store.get_shipment(event.shipment_id)
     except NotFoundError:
         raise DecodeError(
             f"custody event: shipment {event.shipment_id!r} is not registered"
         ) from None
+    refuse_after_close(shipment, event)
     with store.transaction():
         new = store.add_custody_event(event)
         if new:
@@ -199,6 +201,23 @@ def record_custody_event(store: Store, event: CustodyEvent, *, now_ms: int) -> b
                 detail=event.to_json(),
             )
     return new
+
+
+def refuse_after_close(shipment: Shipment, event: CustodyEvent) -> None:
+    """Refuse a custody event for a closed shipment (docs/DOSSIER.md, custody after close).
+
+    Closing is the statement that custody ended with the receiving site; the
+    dossier and QA's disposition rest on the trail as it stood then. A late
+    event is not lost: over MQTT it stays in the dead letters with its payload
+    and this reason, for QA to see.
+    """
+    if shipment.status != ShipmentStatus.CLOSED:
+        return
+    closed = f" at {iso(shipment.end_ms)}" if shipment.end_ms is not None else ""
+    raise DecodeError(
+        f"custody event: shipment {shipment.id!r} is closed{closed}; a custody event "
+        f"({event.type} at {iso(event.ts_ms)}) cannot be added after close"
+    )
 
 
 def timeline(events: Sequence[CustodyEvent]) -> list[CustodyEvent]:

@@ -6,6 +6,13 @@ channels of ``[alerts] routes`` (shipped: the log and the MQTT alert topic; a
 webhook or e-mail if you configure one); the fleet replays days of shipments
 in under a minute; then every shipment is delivered, evaluated in batch and
 summarised, with what each alert channel delivered.
+
+The same seed gives the same alerts, run after run: the replay compresses five
+days of device time into seconds, so the checks that compare device time with
+the machine's clock (hold ticks, logger silence) are not run — they would
+measure the replay's pacing and the machine's load, not the loggers
+(``coldchain serve`` runs them). Everything the demo writes — store, signing
+key, evaluations, dossiers — stays under its ``workdir``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from coldchain.mqtt import MqttVersion, Subscriber
 from coldchain.profiles import ProfileSet
 from coldchain.runtime import Runtime
 from coldchain.service import evaluate_shipments
-from coldchain.simulation.fleet import build_fleet
+from coldchain.simulation.fleet import Fleet, build_fleet
 from coldchain.simulation.publish import publish
 from coldchain.store import Store, open_store
 from coldchain.topics import alerts_topic
@@ -41,7 +48,6 @@ class DemoMismatchError(ColdchainError):
     """A simulated shipment's verdict is not the one its scenario was built to produce."""
 
 
-DEMO_SILENCE_MIN = 0.25
 ALERT_DRAIN_S = 10.0
 """How long the demo waits at the end for alert notifications still being sent."""
 
@@ -64,35 +70,14 @@ def run_demo(
     db = workdir / "coldchain-demo.db"
     for stale in (db, db.with_suffix(".db-wal"), db.with_suffix(".db-shm")):
         stale.unlink(missing_ok=True)
-    base = load_settings()
-    settings = base.model_copy(
-        update={
-            "store": base.store.model_copy(update={"url": f"sqlite:///{db}"}),
-            "broker": base.broker.model_copy(update={"client_id": "coldchain-demo"}),
-            # a short silence so that a logger going quiet shows within the demo's minute
-            "health": base.health.model_copy(update={"silence_min": DEMO_SILENCE_MIN}),
-        }
-    )
+    settings = demo_settings(load_settings(), workdir)
     profiles = settings.load_profiles()
     store = open_store(settings.store.url)
     start = ms_to_dt(clock.now_ms()) - timedelta(days=FLEET_DAYS_BACK)
     fleet = build_fleet(
         shipments=shipments, start=start, seed=seed, prefix=settings.broker.topic_prefix
     )
-    for plan in fleet.plans:
-        store.create_shipment(
-            Shipment(
-                id=plan.shipment_id,
-                product=plan.product,
-                loggers=(plan.logger_id,),
-                lot=plan.lot,
-                origin=plan.origin,
-                destination=plan.destination,
-                status=ShipmentStatus.IN_TRANSIT,
-                start_ms=dt_to_ms(plan.start),
-                created_ms=clock.now_ms(),
-            )
-        )
+    register_fleet(store, fleet, created_ms=clock.now_ms())
 
     def show(alert: Alert) -> None:
         style = SEVERITY_STYLE[alert.severity]
@@ -100,7 +85,9 @@ def run_demo(
 
     console.rule("coldchain demo")
     with (
-        Runtime(settings, store, profiles, clock=clock, extra_sinks=(show,)) as rt,
+        Runtime(
+            settings, store, profiles, clock=clock, extra_sinks=(show,), wall_clock_checks=False
+        ) as rt,
         _AlertTopicWatch(rt) as heard,
     ):
         where = "embedded broker" if rt.embedded is not None else "broker"
@@ -212,6 +199,38 @@ def run_demo(
     store.close()
     if mismatches:
         raise DemoMismatchError("verdicts differ from the scenarios': " + "; ".join(mismatches))
+
+
+def demo_settings(base: Settings, workdir: Path) -> Settings:
+    """The demo's settings: its store and its dossier signing key inside ``workdir``."""
+    db = workdir / "coldchain-demo.db"
+    return base.model_copy(
+        update={
+            "store": base.store.model_copy(update={"url": f"sqlite:///{db}"}),
+            "broker": base.broker.model_copy(update={"client_id": "coldchain-demo"}),
+            "dossier": base.dossier.model_copy(
+                update={"signing_key": workdir / "keys" / "dossier-ed25519.pem"}
+            ),
+        }
+    )
+
+
+def register_fleet(store: Store, fleet: Fleet, *, created_ms: int) -> None:
+    """Register every simulated shipment, in transit, with its logger, lot and lane."""
+    for plan in fleet.plans:
+        store.create_shipment(
+            Shipment(
+                id=plan.shipment_id,
+                product=plan.product,
+                loggers=(plan.logger_id,),
+                lot=plan.lot,
+                origin=plan.origin,
+                destination=plan.destination,
+                status=ShipmentStatus.IN_TRANSIT,
+                start_ms=dt_to_ms(plan.start),
+                created_ms=created_ms,
+            )
+        )
 
 
 def _write_dossiers(

@@ -55,6 +55,8 @@ MAX_FAILURES = 5
 """Consecutive failed signature attempts that lock a signer (§11.300(d))."""
 MEANING_MIN_CHARS = 5
 MEANING_MAX_CHARS = 500
+OVERRIDE_VERDICTS = frozenset({"FAIL", "REVIEW"})
+"""System verdicts that a release must override explicitly, with a signed reason."""
 
 ACTION_DISPOSITION = "disposition_signed"
 ACTION_ADD_BACK = "budget_add_back_signed"
@@ -126,6 +128,41 @@ def check_meaning(meaning: str) -> str:
             f"--meaning must say what the signature means in {MEANING_MIN_CHARS}-"
             f"{MEANING_MAX_CHARS} characters (e.g. 'Released for infusion after review of "
             "the temperature record')"
+        )
+        raise SigningError(msg)
+    return text
+
+
+def check_override(decision: str, verdict: str, override: str | None) -> str | None:
+    """The reason for releasing against the system verdict, normalised; refuse what is unsaid.
+
+    Releasing a shipment whose verdict is FAIL or REVIEW needs ``--override-verdict
+    REASON``; the reason is part of the signed record. An override where nothing is
+    overridden (any other decision or verdict) is refused too, so a signed record
+    never claims one.
+    """
+    needed = decision == "released" and verdict in OVERRIDE_VERDICTS
+    if override is None:
+        if needed:
+            msg = (
+                f"the system verdict is {verdict}: releasing it overrides the verdict; "
+                'say why with --override-verdict "REASON" (e.g. \'Stability study STB-114 '
+                "covers the excursion'), which is signed with the disposition and shown in "
+                "the dossier"
+            )
+            raise SigningError(msg)
+        return None
+    if not needed:
+        msg = (
+            f"--override-verdict is only for releasing a shipment whose verdict is FAIL or "
+            f"REVIEW (this one: verdict {verdict}, decision {decision})"
+        )
+        raise SigningError(msg)
+    text = " ".join(override.split())
+    if not MEANING_MIN_CHARS <= len(text) <= MEANING_MAX_CHARS:
+        msg = (
+            f"--override-verdict must give the reason in {MEANING_MIN_CHARS}-"
+            f"{MEANING_MAX_CHARS} characters"
         )
         raise SigningError(msg)
     return text
@@ -210,6 +247,8 @@ class Disposition:
     evaluation_sha256: str
     signature: Manifestation
     audit_id: int | None = None
+    verdict_override: str | None = None
+    """Why QA released against a FAIL or REVIEW verdict (signed); None otherwise."""
 
     def record(self) -> dict[str, Any]:
         """What is signed (its SHA-256 is ``signature.record_sha256``)."""
@@ -221,13 +260,21 @@ class Disposition:
             meaning=self.signature.meaning,
             signer=self.signature.signer,
             signed_ms=self.signature.signed_ms,
+            verdict_override=self.verdict_override,
         )
+
+    def override_text(self) -> str:
+        """``Overrides the system verdict FAIL: <reason>``, or "" when nothing is overridden."""
+        if self.verdict_override is None:
+            return ""
+        return f"Overrides the system verdict {self.verdict_at_signing}: {self.verdict_override}"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "shipment_id": self.shipment_id,
             "decision": self.decision,
             "verdict_at_signing": self.verdict_at_signing,
+            "verdict_override": self.verdict_override,
             "evaluation_sha256": self.evaluation_sha256,
             "signature": self.signature.to_json(),
             "audit_id": self.audit_id,
@@ -243,8 +290,9 @@ def disposition_record(
     meaning: str,
     signer: str,
     signed_ms: int,
+    verdict_override: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    record = {
         "kind": "coldchain.disposition/1",
         "shipment_id": shipment_id,
         "decision": decision,
@@ -254,6 +302,9 @@ def disposition_record(
         "signer": signer,
         "signed_at": iso(signed_ms),
     }
+    if verdict_override is not None:  # absent otherwise: older records keep their hash
+        record["verdict_override"] = verdict_override
+    return record
 
 
 def add_back_record(
@@ -293,6 +344,7 @@ def dispositions_from_audit(entries: Sequence[AuditEntry], shipment_id: str) -> 
                 evaluation_sha256=d["evaluation_sha256"],
                 signature=Manifestation.from_json(d["signature"]),
                 audit_id=e.id,
+                verdict_override=d.get("verdict_override"),
             )
         )
     return found
@@ -371,16 +423,22 @@ def sign_disposition(
     evaluation_json: Mapping[str, Any],
     now_ms: int,
     zone: str,
+    verdict_override: str | None = None,
 ) -> Disposition:
-    """Re-authenticate, then record QA's decision with its manifestation in the audit log."""
+    """Re-authenticate, then record QA's decision with its manifestation in the audit log.
+
+    Releasing against a FAIL or REVIEW verdict needs ``verdict_override`` (the reason),
+    checked before the password: :func:`check_override`.
+    """
     if decision not in DECISIONS:
         msg = f"--decision {decision!r} is not one of {', '.join(DECISIONS)}"
         raise SigningError(msg)
     text = check_meaning(meaning)
+    verdict = str(evaluation_json.get("verdict"))
+    override = check_override(decision, verdict, verdict_override)
     printed = authenticate(
         store, signer, password, now_ms=now_ms, purpose=f"disposition {decision}"
     )
-    verdict = str(evaluation_json.get("verdict"))
     ev_sha = evaluation_digest(evaluation_json)
     record = disposition_record(
         shipment_id=shipment_id,
@@ -390,9 +448,12 @@ def sign_disposition(
         meaning=text,
         signer=signer,
         signed_ms=now_ms,
+        verdict_override=override,
     )
     sig = Manifestation(signer, printed, now_ms, zone, text, record_digest(record))
-    disposition = Disposition(shipment_id, decision, verdict, ev_sha, sig)
+    disposition = Disposition(
+        shipment_id, decision, verdict, ev_sha, sig, verdict_override=override
+    )
     store.audit(
         actor=signer,
         action=ACTION_DISPOSITION,

@@ -126,6 +126,23 @@ class LoggerHealth:
         return self._open(
             "logger_silent",
             self.last_seen_ms,
-            f"no message from logger {self.logger_id} for {silent_ms / MS_PER_MIN:.0f} min "
+            f"no message from logger {self.logger_id} for {silence_text(silent_ms)} "
             f"(since {iso(self.last_seen_ms)}); call the courier to check the shipper",
         )
+
+
+def silence_text(ms: int) -> str:
+    """A duration as people read it, never rounded up: ``15 s``, ``4 min 30 s``, ``2 h 05 min``.
+
+    Truncated to the second (to the minute from an hour on), so the text never claims
+    more silence than was observed, and a silence of at least ``silence_min`` never
+    reads as "0 min".
+    """
+    seconds = max(0, ms) // 1000
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -67,13 +67,20 @@ class Runtime:
         channels: Mapping[str, Channel] | None = None,
         escalation_check_s: float | None = None,
         on_ingest_failure: Callable[[IngestError], None] | None = None,
+        wall_clock_checks: bool = True,
     ) -> None:
         """``embedded_host``/``embedded_port``: where the embedded broker listens when
         no broker URL is set (port 0: a free one).
         ``routing`` defaults to the ``[alerts] routes`` file, validated here;
         ``channels`` replaces the adapters of those names (tests, embedding).
         ``on_ingest_failure`` is called (on a background thread) if the ingest
-        process dies; its unconfirmed messages are then in dead letters."""
+        process dies; its unconfirmed messages are then in dead letters.
+
+        ``wall_clock_checks=False`` leaves out the jobs that compare device time with
+        the machine's clock — the hold tick, logger-silence checks and registry
+        reloads — for a replay (``coldchain demo``) that compresses days of device
+        time into seconds: there they would measure the replay's pacing and the
+        machine's load, not the loggers, and the alerts would differ run to run."""
         self._embedded_port = embedded_port
         self._embedded_host = embedded_host
         self.settings = settings
@@ -124,6 +131,7 @@ class Runtime:
         self.publisher: Publisher | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._tick_interval_s = tick_interval_s
+        self._wall_clock_checks = wall_clock_checks
 
     def _alert_committed(self, alert: Alert) -> None:
         # The alert and its deliveries are committed: send now, not at the next poll.
@@ -168,6 +176,20 @@ class Runtime:
         )
         self.subscriber.start()
         self.scheduler.add_job(
+            self.check_alerts,
+            "interval",
+            seconds=self._escalation_check_s,
+            id="alert-escalation",
+            max_instances=1,
+            coalesce=True,
+        )
+        if self._wall_clock_checks:
+            self._add_wall_clock_jobs()
+        self.scheduler.start()
+        return self
+
+    def _add_wall_clock_jobs(self) -> None:
+        self.scheduler.add_job(
             self.writer.tick,
             "interval",
             seconds=self._tick_interval_s,
@@ -184,14 +206,6 @@ class Runtime:
             max_instances=1,
             coalesce=True,
         )
-        self.scheduler.add_job(
-            self.check_alerts,
-            "interval",
-            seconds=self._escalation_check_s,
-            id="alert-escalation",
-            max_instances=1,
-            coalesce=True,
-        )
         silence_s = self.settings.health.silence_min * 60
         self.scheduler.add_job(
             self.writer.check_silence,
@@ -201,8 +215,6 @@ class Runtime:
             max_instances=1,
             coalesce=True,
         )
-        self.scheduler.start()
-        return self
 
     def stop(self) -> None:
         if self.scheduler.running:

@@ -199,6 +199,10 @@ class ShipmentMonitor:
                 self._temps.append(float(temp))
             else:
                 self._append(ts, float(temp))
+                # Reading by reading, not once per batch: a forecast that opens and is
+                # overtaken by the crossing inside one batch must open all the same, so
+                # predictions do not depend on how arrivals were batched.
+                self._predict()
         if rebuild:
             self._rebuild()
             self._revise()

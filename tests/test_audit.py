@@ -158,10 +158,11 @@ def test_local_time_shows_the_zone():
     assert local_time(1_764_126_000_000, "UTC") == "2025-11-26 03:00:00 +00:00 (UTC)"
 
 
-def _dispose(world: World, password: str, *, code: int, decision: str = "released") -> str:
+def _dispose(world: World, password: str, *, code: int, decision: str = "quarantined") -> str:
+    # add_shipment's verdict is FAIL: a release would need --override-verdict
     return world.cli(
         "disposition", "S-D", "--decision", decision, "--meaning",
-        "Released for infusion after review", "--by", "a.tan", "--password-stdin",
+        "Quarantined pending the deviation report", "--by", "a.tan", "--password-stdin",
         stdin=password + "\n", code=code,
     ).output  # fmt: skip
 
@@ -218,7 +219,7 @@ def test_disposition_refusals(tmp_path, args: list[str], message: str):
     world = make_world(tmp_path)
     add_shipment(world, "S-D")
     register_signer(world, password=PASSWORD)
-    base = {"--decision": "released", "--meaning": "Released for infusion", "--by": "a.tan"}
+    base = {"--decision": "quarantined", "--meaning": "Quarantined for review", "--by": "a.tan"}
     base |= dict(zip(args[::2], args[1::2], strict=True))
     flat = [x for pair in base.items() for x in pair]
     result = world.cli(

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coldchain.cli import app
+from coldchain.cli import out as cli_out
 from coldchain.store import open_store
 
 SAMPLES = Path(__file__).resolve().parent / "data" / "berlinger"  # data/SOURCES.md
@@ -171,3 +172,88 @@ def test_cli_reconciliation_matches_device_alarms_to_equal_product_alarms(cli):
         ("device-5", "low-single", True),
     ]
     assert rec["agrees"] is True
+
+
+FRIDGE = SAMPLES / "FridgeTag-2" / "130400191542_202302140605.txt"
+
+
+def _no_python_values(text: str) -> None:
+    for leak in ("None", "['", "[]", "True", "False"):
+        assert leak not in text, f"{leak!r} in human output:\n{text}"
+
+
+def test_cli_human_output_shows_dashes_and_joined_lists_not_python_values(cli, tmp_path):
+    cli(
+        "shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1", "--logger", "LG-2"
+    )
+    shown = cli("shipment", "show", "S-1")
+    _no_python_values(shown)
+    assert "LG-1, LG-2" in shown
+    assert any(line.split() == ["lot", "—"] for line in shown.splitlines())
+    csv = tmp_path / "r.csv"
+    csv.write_text("ts,temp_c\n2026-11-20T00:00:00Z,-190\n2026-11-20T00:05:00Z,-190\n")
+    cli("import", str(csv), "--shipment", "S-1")
+    evaluated = cli("evaluate", "S-1", "--now", "2026-11-20T00:10:00Z")
+    _no_python_values(evaluated)
+    assert "MKT n/a (disabled by profile)" in " ".join(evaluated.split())  # cart-ln2: no MKT
+    cli("shipment", "create", "S-F", "--product", "vaccine-2-8", "--logger", "130400191542")
+    imported = cli("import", str(FRIDGE), "--shipment", "S-F")
+    _no_python_values(imported)
+    assert "MKT —" in " ".join(imported.split())  # the Fridge-tag reports no MKT
+    empty = cli("evaluate", "S-F")
+    _no_python_values(empty)
+    assert "min —, max —, mean —" in " ".join(empty.split())
+
+
+def test_cli_evaluate_text_shows_the_device_reconciliation(cli):
+    cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
+    cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device")
+    text = " ".join(cli("evaluate", "S-Q").split())
+    assert "device Q-tag CLm doc LR serial RCPJ00010 (RCPJ00010_02_202211090128.txt)" in text
+    assert "min device 0.9 °C, coldchain 0.9 °C: agrees" in text
+    assert "MKT device 10.5 °C, coldchain 10.5" in text
+    assert "alarm device-1 (device-1): device fired, coldchain fired: agrees" in text
+
+
+def test_cli_empty_lists_say_so_and_unknown_filters_are_errors(cli):
+    assert "no dead letters" in cli("dead-letters", "list")
+    assert "no shipments" in cli("shipment", "list")
+    assert "no alerts" in cli("alerts", "list")
+    assert cli("dead-letters", "list", "--json").strip() == "[]"
+    assert "shipment 'NOPE' not found" in cli("alerts", "list", "--shipment", "NOPE", code=2)
+    assert "shipment 'NOPE' not found" in cli(
+        "alerts", "list", "--shipment", "NOPE", "--json", code=2
+    )
+    assert "lot 'LOT-UNKNOWN' not found" in cli("budget", "ledger", "LOT-UNKNOWN", code=2)
+    cli("shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1", "--lot", "L1")
+    assert "no alerts for shipment S-1" in cli("alerts", "list", "--shipment", "S-1")
+    assert "lot L1 has consumed no stability budget" in cli("budget", "ledger", "L1")
+    assert "no custody events for S-1" in cli("custody", "list", "S-1")
+    assert "no signers registered" in cli("signer", "list")
+    assert "Invalid value" in cli("alerts", "list", "--state", "closed", code=2)
+
+
+def test_cli_alerts_list_names_the_resolver_and_the_acknowledger(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli_out, "width", 250)  # one line per row
+    cli("shipment", "create", "S-1", "--product", "vaccine-2-8", "--logger", "LG-1")
+    csv = tmp_path / "r.csv"
+    csv.write_text(
+        "ts,temp_c\n"
+        + "\n".join(f"2026-11-20T{h:02d}:00:00Z,{12 if h < 3 else 5}" for h in range(6))
+    )
+    cli("import", str(csv), "--shipment", "S-1")
+    alerts = orjson.loads(cli("alerts", "list", "--json"))
+    first, second = alerts[0]["id"], alerts[1]["id"]
+    cli("alerts", "ack", first, "--by", "J. Tan", "--comment", "on it")
+    cli("alerts", "resolve", first, "--by", "QA Lee", "--comment", "product released")
+    cli("alerts", "ack", second, "--by", "M. Ong")
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in cli("alerts", "list").splitlines()
+        if "│" in line
+    }
+    assert "resolved by QA Lee (acknowledged by J. Tan)" in rows[first]
+    assert "acknowledged by M. Ong" in rows[second]
+    shown = cli("alerts", "show", second)
+    assert "acknowledgement: M. Ong at " in shown
+    assert not shown.rstrip().endswith(":")

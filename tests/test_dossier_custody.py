@@ -7,7 +7,7 @@ import itertools
 
 import orjson
 import pytest
-from dossier_support import T0, H, custody_message, make_world
+from dossier_support import T0, H, custody_message, make_world, members, pdf_pages
 
 from coldchain.custody import (
     CUSTODY_TYPES,
@@ -152,3 +152,83 @@ def test_cli_custody_add_and_list(tmp_path):
         "custody", "add", "S-1", "--type", "lost", "--actor", "x", "--location", "y", code=2
     )
     assert "type 'lost' is not one of" in bad.output
+
+
+def test_cli_custody_add_on_a_closed_shipment_is_refused(tmp_path):
+    world = make_world(tmp_path)
+    world.cli("shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1")
+    world.cli(
+        "custody", "add", "S-1", "--type", "received", "--actor", "JCTC", "--location", "CGK",
+        "--at", "2026-11-26T10:00:00Z",
+    )  # fmt: skip
+    world.cli("shipment", "close", "S-1", "--end", "2026-11-26T10:00:00Z")
+    late = world.cli(
+        "custody", "add", "S-1", "--type", "dispatched", "--actor", "Helix QA",
+        "--location", "SIN", code=2,
+    )  # fmt: skip
+    assert "shipment 'S-1' is closed at 2026-11-26T10:00:00Z" in late.output
+    assert "cannot be added after close" in late.output
+    assert [e["type"] for e in world.json("custody", "list", "S-1")] == ["received"]
+
+
+def test_pipeline_dead_letters_a_custody_event_for_a_closed_shipment(tmp_path):
+    world = make_world(tmp_path)
+    world.store.create_shipment(
+        Shipment(
+            "S-1", "cart-ln2", ("LG-1",), status=ShipmentStatus.CLOSED, end_ms=T0, created_ms=T0
+        )
+    )
+    world.pipeline().handle([custody_message("S-1", GOOD, T0 + H)])
+    assert world.store.list_custody_events("S-1") == []
+    (letter,) = world.store.list_dead_letters()
+    assert letter.reason.startswith("custody event: shipment 'S-1' is closed at ")
+    assert "cannot be added after close" in letter.reason
+
+
+def test_dossier_custody_timeline_is_in_device_time_order_whatever_the_arrival(tmp_path):
+    """Events recorded newest first still read oldest first: custody.json, the PDF's table and
+    page 1's "Dispatched → received"."""
+    world = make_world(tmp_path)
+    world.cli(
+        "shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1",
+        "--start", "2026-11-26T00:00:00Z",
+    )  # fmt: skip
+    for kind, at in (("received", "12:00"), ("handover", "03:00"), ("dispatched", "01:00")):
+        world.cli(
+            "custody", "add", "S-1", "--type", kind, "--actor", f"actor {kind}",
+            "--location", f"site {kind}", "--at", f"2026-11-26T{at}:00Z",
+        )  # fmt: skip
+    world.cli("shipment", "close", "S-1", "--end", "2026-11-26T12:00:00Z")
+    out = tmp_path / "S-1.zip"
+    world.cli("dossier", "S-1", "-o", str(out), "--now", "2026-11-26T13:00:00Z")
+    files = members(out.read_bytes())
+    events = orjson.loads(files["custody.json"])["events"]
+    assert [e["type"] for e in events] == ["dispatched", "handover", "received"]
+    pages = pdf_pages(files["dossier.pdf"], tmp_path / "pdf")
+    first = " ".join(pages[0][1].split())
+    assert "2026-11-26 09:00 +08:00 → 2026-11-26 20:00 +08:00" in first  # dispatched → received
+    text = "\n".join(t for _, t in pages)
+    table = text[text.index("Custody timeline") :]
+    assert (
+        table.index("site dispatched") < table.index("site handover") < table.index("site received")
+    )
+
+
+def test_dossier_with_a_custody_event_outside_the_monitoring_window_warns_nothing(tmp_path):
+    """A dispatch before monitoring started used to be drawn off the chart's axes, unclipped,
+    and matplotlib printed "UserWarning: Tight layout not applied" (an error under pytest)."""
+    world = make_world(tmp_path)
+    world.cli(
+        "shipment", "create", "S-1", "--product", "cart-ln2", "--logger", "LG-1",
+        "--start", "2026-11-26T00:00:00Z",
+    )  # fmt: skip
+    world.cli(
+        "custody", "add", "S-1", "--type", "dispatched", "--actor", "Helix QA",
+        "--location", "SIN", "--at", "2026-11-23T00:00:00Z",
+    )  # fmt: skip
+    world.cli("shipment", "close", "S-1", "--end", "2026-11-26T12:00:00Z")
+    out = tmp_path / "S-1.zip"
+    result = world.cli("dossier", "S-1", "-o", str(out), "--now", "2026-11-26T13:00:00Z")
+    assert "Warning" not in result.output
+    events = orjson.loads(members(out.read_bytes())["custody.json"])["events"]
+    assert [e["type"] for e in events] == ["dispatched"]  # still listed, just not drawn

@@ -3,6 +3,8 @@ ends."""
 
 from __future__ import annotations
 
+import pytest
+
 from coldchain.health import HealthLimits, LoggerHealth
 from coldchain.models import Reading, Reject
 
@@ -76,3 +78,23 @@ def test_sensor_fault_count_resets_on_a_good_reading():
     h.observe(received_ms=T0, rejects=[fault(T0), fault(T0)])
     h.observe(received_ms=T0, readings=[reading(T0, T0)])
     assert h.observe(received_ms=T0, rejects=[fault(T0), fault(T0)]) == []
+
+
+@pytest.mark.parametrize(
+    ("silence_min", "silent_ms", "text"),
+    [
+        (0.25, 15_400, "for 15 s "),  # the demo's old threshold: it used to read "for 0 min"
+        (0.25, 59_999, "for 59 s "),
+        (30, 30 * M + 29_000, "for 30 min 29 s "),
+        (30, 31 * M, "for 31 min "),
+        (30, 125 * M + 59_000, "for 2 h 05 min "),
+    ],
+)
+def test_logger_silent_states_a_real_duration_of_at_least_the_threshold(
+    silence_min, silent_ms, text
+):
+    h = LoggerHealth("LG-1", HealthLimits(silence_min=silence_min))
+    h.observe(received_ms=T0)
+    (opened,) = h.check_silence(T0 + silent_ms)
+    assert text in opened.message
+    assert " 0 min" not in opened.message

@@ -106,3 +106,19 @@ def test_prediction_warns_before_simulated_ln2_dry_shipper_failure(record_proper
     )
     assert lead_min >= 30  # early enough to re-ice or divert
     assert abs(error_min) <= profile.predict.horizon_min  # type: ignore[union-attr]
+
+
+def test_prediction_does_not_depend_on_how_readings_were_batched():
+    """A warming whose forecast opens and is overtaken by the crossing within one batch is
+    predicted all the same: the demo and a live ingest batch arrivals by timing."""
+    profile = load_profiles(SHIPPED_PRODUCTS_DIR).get("cart-ln2")
+    warming = [(i * 5 * M, -190.0 + 1.5 * i) for i in range(40)]  # crosses -150 at ~2 h 15
+    one_by_one = ShipmentMonitor("S", profile)
+    for point in warming:
+        one_by_one.add([point])
+    at_once = ShipmentMonitor("S", profile)
+    at_once.add(warming)
+    expected = [(c.opened, c.forecast.made_ms) for c in one_by_one.take_changes().predictions]
+    assert expected
+    assert expected[0][0] is True
+    assert [(c.opened, c.forecast.made_ms) for c in at_once.take_changes().predictions] == expected

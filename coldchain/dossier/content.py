@@ -549,7 +549,14 @@ def chart_data(inp: DossierInput) -> ChartData:
         for x in excursions(inp)
     )
     gaps = tuple((_ms(g["start"]), _ms(g["end"])) for g in inp.evaluation.get("gaps", ()))
-    marks = tuple((e.ts_ms, e.type.replace("_", " ")) for e in timeline(inp.custody))
+    # Only events inside the chart's window: one outside (a dispatch before monitoring
+    # started) would be drawn off the axes, unclipped, and push matplotlib's tight_layout
+    # beyond the figure ("Tight layout not applied"). The custody table lists every event.
+    marks = tuple(
+        (e.ts_ms, e.type.replace("_", " "))
+        for e in timeline(inp.custody)
+        if start <= e.ts_ms <= end
+    )
     return ChartData(tuple(series), limits, episodes, gaps, marks, start, end, inp.zone)
 
 
@@ -1139,8 +1146,9 @@ def _disposition_text(inp: DossierInput) -> list[str]:
             f"{inp.shipment.id} --decision released|rejected|quarantined --meaning TEXT --by ID"
         )
     for d in inp.dispositions:
+        override = f"{d.override_text()}. " if d.verdict_override else ""
         lines.append(
-            f"{d.decision.upper()} — {d.signature.text()} "
+            f"{d.decision.upper()} — {override}{d.signature.text()} "
             f"[verdict at signing {d.verdict_at_signing}; record SHA-256 "
             f"{d.signature.record_sha256[:16]}…; audit entry #{d.audit_id}]"
         )
@@ -1182,7 +1190,11 @@ def dossier_view(
         headline=_headline(str(inp.evaluation.get("verdict")), d),
         reasons=tuple(_reasons(inp)),
         disposition_status=d.decision if d else "pending",
-        disposition_line=d.signature.text() if d else "Not yet signed by QA.",
+        disposition_line=(
+            (f"{d.override_text()}. " if d.verdict_override else "") + d.signature.text()
+            if d
+            else "Not yet signed by QA."
+        ),
         checks=tuple(release_checks(inp, customs)),
         facts=tuple(_facts(inp, legs)),
         temperature=tuple(_temperature(inp)),
