@@ -442,8 +442,10 @@ def evaluate(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a shipment's stored readings against its product profile (docs/EVALUATION.md,
-    docs/DOSSIER.md).
+    """Evaluate a shipment's stored readings against its product profile.
+
+    The rules are in docs/EVALUATION.md; --json prints the evaluation document
+    that the dossier's evaluation.json holds (docs/DOSSIER.md).
 
     Examples:
 
@@ -886,6 +888,12 @@ def serve(
 
     With COLDCHAIN_BROKER (or \\[broker] url) unset, an embedded broker listens on
     127.0.0.1:1883, or where --listen or \\[broker] listen say.
+
+    Examples:
+
+      coldchain serve
+      coldchain serve --listen 127.0.0.1:11883
+      COLDCHAIN_BROKER=mqtt://coldchain:secret@127.0.0.1:1883 coldchain serve --worker
     """
     from coldchain.config import parse_listen  # noqa: PLC0415
     from coldchain.serve import run_serve  # noqa: PLC0415

@@ -283,8 +283,9 @@ def dossier(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the shipment's signed dossier ZIP: PDF, readings, evaluation, EPCIS, customs
-    (docs/DOSSIER.md).
+    """Write the shipment's signed dossier ZIP: PDF, readings, evaluation, EPCIS, customs.
+
+    What each member holds is in docs/DOSSIER.md.
 
     The manifest is signed with the Ed25519 key of \\[dossier] signing_key, created on
     first use. Check a dossier with `coldchain verify FILE.zip`.
@@ -654,8 +655,9 @@ def budget_add_back(
     password_stdin: PasswordStdin = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Restore stability budget to the shipment's lot by a signed QA decision
-    (docs/EVALUATION.md).
+    """Restore stability budget to the shipment's lot by a signed QA decision.
+
+    How budgets are counted across a lot's legs: docs/EVALUATION.md.
 
     Example:
 
@@ -793,6 +795,11 @@ def audit_list(
 
     Conflicting readings (a second value at a reading's time, refused) are the
     action reading_conflict: `coldchain audit list --action reading_conflict`.
+
+    Examples:
+
+      coldchain audit list --shipment S-1
+      coldchain audit list --action reading_conflict --since 2026-11-26T00:00:00Z --json
     """
     since_ms, until_ms = _when(since, "--since"), _when(until, "--until")
     ctx = _ctx(config)

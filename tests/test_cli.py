@@ -207,7 +207,7 @@ def test_cli_human_output_shows_dashes_and_joined_lists_not_python_values(cli, t
 
 def test_cli_evaluate_text_shows_the_device_reconciliation(cli):
     cli("shipment", "create", "S-Q", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
-    cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device")
+    cli("import", str(QTAG), "--shipment", "S-Q", "--profile", "from-device", "--delivered")
     text = " ".join(cli("evaluate", "S-Q").split())
     assert "device Q-tag CLm doc LR serial RCPJ00010 (RCPJ00010_02_202211090128.txt)" in text
     assert "min device 0.9 °C, coldchain 0.9 °C: agrees" in text

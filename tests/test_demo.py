@@ -29,6 +29,7 @@ def replayed_alerts(workdir: Path, *, shipments: int, seed: int, start_ms: int) 
     """The demo's alerts as a pure function of the seed: the fleet's messages through the
     pipeline in one batch, on a fake clock, then every shipment delivered (as the demo does)."""
     settings = demo_settings(load_settings(environ={}), workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.store.url)
     fleet = build_fleet(
         shipments=shipments, start=ms_to_dt(start_ms), seed=seed,

@@ -50,6 +50,8 @@ TOPICS = (
     "custody and shipment details",
     "customs",
     "importing",
+    "custody after close",
+    "qa disposition",
 )
 """The topics citations use. A citation must start with one of them (longest first) and its doc
 must have a heading containing it; a new topic is added here and given a heading."""

@@ -7,6 +7,10 @@ Real SQLite files in tmp_path, the real CLI through typer's CliRunner.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -103,17 +107,31 @@ def test_store_folder_that_cannot_hold_files_gives_one_line(run, monkeypatch):
     assert "cannot open SQLite database" in out or "not writable" in out
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
-def test_read_only_store_folder_gives_one_line(run, tmp_path: Path, monkeypatch):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    open_store(f"sqlite:///{folder}/x.db").close()
-    folder.chmod(0o555)
+def test_read_only_store_folder_gives_one_line(tmp_path: Path):
+    # A real process without write access. Root writes anywhere, so as root (CI) the
+    # command runs as the unprivileged user "nobody", in a folder that user may read.
+    base = Path(tempfile.mkdtemp(prefix="coldchain-ro-"))
     try:
-        monkeypatch.setenv("COLDCHAIN_STORE", f"sqlite:///{folder}/x.db")
-        assert f"store folder {folder} is not writable" in run(*CREATE, code=2)
+        base.chmod(0o755)
+        folder = base / "ro"
+        folder.mkdir()
+        open_store(f"sqlite:///{folder}/x.db").close()
+        folder.chmod(0o555)
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        prefix = as_user if os.geteuid() == 0 else []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
+        env["COLDCHAIN_STORE"] = f"sqlite:///{folder}/x.db"
+        proc = subprocess.run(
+            [*prefix, str(Path(sys.executable).parent / "coldchain"), *CREATE],
+            cwd=base, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"store folder {folder} is not writable" in proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len((proc.stdout + proc.stderr).strip().splitlines()) == 1
     finally:
-        folder.chmod(0o755)
+        (base / "ro").chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_a_file_that_is_not_a_store_gives_one_line(run, tmp_path: Path, monkeypatch):
