@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 PYTEST_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: help venv mosquitto system-deps check test smoke-wheel fmt demo bench-ingest bench-dossier bench-alerts bench-eval lock clean
+.PHONY: help venv mosquitto system-deps check test smoke-wheel fmt demo bench-ingest bench-dossier bench-alerts bench-eval bench-monitor lock clean
 
 help:
 	@echo "make test          lint, type-check and run all tests (what CI runs)"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-dossier time a 30-day, 1-minute shipment's dossier ZIP (43,200 readings)"
 	@echo "make bench-alerts  alert latency, reading published → MQTT and webhook, under load"
 	@echo "make bench-eval    evaluation of 10M readings: batch, streaming, Python, bare group-by"
+	@echo "make bench-monitor the on-arrival monitor's cost per reading, per shipped profile"
 	@echo "make venv          create .venv from requirements.lock"
 	@echo "make lock          re-resolve requirements.lock after editing dependencies"
 	@echo "                   (LOCK_ARGS=--upgrade to take new releases)"
@@ -109,6 +110,9 @@ bench-alerts: venv
 
 bench-eval: venv
 	$(BIN)/python -m benchmarks.bench_eval
+
+bench-monitor: venv
+	$(BIN)/python -m benchmarks.bench_monitor
 
 lock: $(UV)
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \

@@ -10,6 +10,7 @@ raise a warning.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,12 +64,37 @@ def forecast(
     last = points[-1][0]
     window_ms = window_min * MS_PER_MIN
     recent = [p for p in points if p[0] >= last - window_ms]
-    if len(recent) < MIN_POINTS or last - recent[0][0] < MIN_SPAN_FRACTION * window_ms:
-        return None
     line = fit(recent)
     if line is None:
         return None
-    slope, fitted = line
+    trend = Trend(len(recent), last - recent[0][0], last, *line)
+    return crossing(
+        trend, direction=direction, limit_c=limit_c, window_min=window_min, horizon_min=horizon_min
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    """A least-squares line over the readings of the window that ends at ``last_ms``."""
+
+    points: int
+    span_ms: int
+    last_ms: int
+    slope_c_per_min: float
+    fitted_c: float
+    """The line's value at ``last_ms``."""
+
+
+def crossing(
+    trend: Trend, *, direction: Direction, limit_c: float, window_min: float, horizon_min: float
+) -> Forecast | None:
+    """The forecast crossing of ``limit_c`` by ``trend`` within ``horizon_min``, if any.
+
+    A trend needs :data:`MIN_POINTS` readings spanning at least half the window.
+    """
+    if trend.points < MIN_POINTS or trend.span_ms < MIN_SPAN_FRACTION * window_min * MS_PER_MIN:
+        return None
+    slope, fitted = trend.slope_c_per_min, trend.fitted_c
     towards = slope > 0 if direction == "above" else slope < 0
     inside = fitted <= limit_c if direction == "above" else fitted >= limit_c
     if not (towards and inside):
@@ -76,4 +102,76 @@ def forecast(
     minutes = (limit_c - fitted) / slope
     if minutes > horizon_min:
         return None
+    last = trend.last_ms
     return Forecast(direction, limit_c, last, last + round(minutes * MS_PER_MIN), fitted, slope)
+
+
+REANCHOR_MS = 24 * 60 * MS_PER_MIN
+"""How far device time may run past the window's anchor before the sums are recomputed,
+which keeps the magnitudes (and so the rounding) of the running sums small."""
+
+
+class TrendWindow:
+    """The least-squares sums over the last ``window_ms`` of a growing series, kept up to
+    date one reading at a time: O(1) per in-order reading instead of a refit of the
+    window. The caller owns the series (sorted device times and values) and calls
+    :meth:`push` after appending to it, or :meth:`resync` after any other change.
+
+    Times enter as minutes from an anchor inside the window; the anchor moves (and the
+    sums are recomputed exactly) once a day of device time, so the result depends only
+    on the series, never on how its readings were batched.
+    """
+
+    __slots__ = ("_anchor", "_n", "_start", "_sx", "_sxx", "_sxy", "_sy", "window_ms")
+
+    def __init__(self, window_min: float) -> None:
+        self.window_ms = window_min * MS_PER_MIN
+        self._start = 0
+        self._anchor = 0
+        self._n = 0
+        self._sx = self._sy = self._sxx = self._sxy = 0.0
+
+    def resync(self, ts: Sequence[int], temps: Sequence[float]) -> None:
+        """Recompute the sums from the series."""
+        self._n = 0
+        self._sx = self._sy = self._sxx = self._sxy = 0.0
+        if not ts:
+            self._start = 0
+            return
+        self._start = bisect.bisect_left(ts, ts[-1] - self.window_ms)
+        self._anchor = ts[self._start]
+        for i in range(self._start, len(ts)):
+            self._add(ts[i], temps[i], 1)
+
+    def push(self, ts: Sequence[int], temps: Sequence[float]) -> None:
+        """The series grew by one reading at its end (a later device time)."""
+        last = ts[-1]
+        if self._n == 0 or last - self._anchor > REANCHOR_MS:
+            self.resync(ts, temps)
+            return
+        self._add(last, temps[-1], 1)
+        while ts[self._start] < last - self.window_ms:
+            self._add(ts[self._start], temps[self._start], -1)
+            self._start += 1
+
+    def trend(self, ts: Sequence[int]) -> Trend | None:
+        """The fitted line at the series' last reading; None when degenerate."""
+        n = self._n
+        if n < 2:
+            return None
+        mx, my = self._sx / n, self._sy / n
+        sxx = self._sxx - n * mx * mx
+        if sxx <= 0:
+            return None
+        slope = (self._sxy - n * mx * my) / sxx
+        last = ts[-1]
+        x_last = (last - self._anchor) / MS_PER_MIN
+        return Trend(n, last - ts[self._start], last, slope, my + slope * (x_last - mx))
+
+    def _add(self, t: int, v: float, sign: int) -> None:
+        x = (t - self._anchor) / MS_PER_MIN
+        self._n += sign
+        self._sx += sign * x
+        self._sy += sign * v
+        self._sxx += sign * x * x
+        self._sxy += sign * x * v

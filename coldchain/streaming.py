@@ -49,7 +49,7 @@ from coldchain.evaluation import (
     reaches_at,
 )
 from coldchain.models import MS_PER_MIN
-from coldchain.prediction import Forecast, forecast
+from coldchain.prediction import Forecast, TrendWindow, crossing
 from coldchain.profiles import Profile
 
 
@@ -109,6 +109,11 @@ class ShipmentMonitor:
         self._predicted: dict[LimitKey, Forecast] = {}
         self._critical_keys: tuple[LimitKey, ...] = tuple(
             dict.fromkeys(a.limit_key for a in profile.alarms if a.severity == "critical")
+        )
+        self._trend = (
+            TrendWindow(profile.predict.window_min)
+            if profile.predict is not None and self._critical_keys
+            else None
         )
         self._gap_ms = round(profile.max_gap_min * MS_PER_MIN)
         self._keys: tuple[LimitKey, ...] = profile.limit_keys()
@@ -201,14 +206,17 @@ class ShipmentMonitor:
                 self._append(ts, float(temp))
                 # Reading by reading, not once per batch: a forecast that opens and is
                 # overtaken by the crossing inside one batch must open all the same, so
-                # predictions do not depend on how arrivals were batched.
-                self._predict()
+                # predictions do not depend on how arrivals were batched. The trend's
+                # sums move with each reading (O(1)), so this costs no refit.
+                if self._trend is not None:
+                    self._trend.push(self._ts, self._temps)
+                    self._predict()
         if rebuild:
             self._rebuild()
             self._revise()
+            self._resync_trend()
         if not self._ts:
             return []
-        self._predict()
         return self._new_firings(horizon_ms=self._ts[-1])
 
     def replace(self, points: Iterable[tuple[int, float]]) -> list[Firing]:
@@ -228,7 +236,7 @@ class ShipmentMonitor:
             return []
         self._rebuild()
         self._revise()
-        self._predict()
+        self._resync_trend()
         return self._new_firings(horizon_ms=self._ts[-1])
 
     def tick(self, now_ms: int) -> list[Firing]:
@@ -356,20 +364,28 @@ class ShipmentMonitor:
                 self._reported[(replacement.alarm_id, replacement.episode_start_ms)] = replacement
             self._changes.revisions.append(Revision(old, replacement))
 
+    def _resync_trend(self) -> None:
+        """The series changed other than at its end: recompute the trend, then predict."""
+        if self._trend is not None:
+            self._trend.resync(self._ts, self._temps)
+            self._predict()
+
     def _predict(self) -> None:
         """Open or withdraw one prediction per critical limit (docs/EVALUATION.md)."""
-        if self.profile.predict is None or not self._critical_keys:
+        if self._trend is None or self.profile.predict is None:
             return
-        window_ms = self.profile.predict.window_min * MS_PER_MIN
-        start = bisect.bisect_left(self._ts, self._ts[-1] - window_ms)
-        recent = list(zip(self._ts[start:], self._temps[start:], strict=True))
+        trend = self._trend.trend(self._ts) if self._ts else None
         for key in self._critical_keys:
-            f = forecast(
-                recent,
-                direction=key[0],
-                limit_c=key[1],
-                window_min=self.profile.predict.window_min,
-                horizon_min=self.profile.predict.horizon_min,
+            f = (
+                None
+                if trend is None
+                else crossing(
+                    trend,
+                    direction=key[0],
+                    limit_c=key[1],
+                    window_min=self.profile.predict.window_min,
+                    horizon_min=self.profile.predict.horizon_min,
+                )
             )
             was = self._predicted.get(key)
             if f is not None and was is None:

@@ -6,16 +6,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coldchain.decoding import decode_telemetry
 from coldchain.errors import DecodeError
 from coldchain.models import MS_PER_MIN
-from coldchain.prediction import fit, forecast
+from coldchain.prediction import TrendWindow, fit, forecast
 from coldchain.profiles import SHIPPED_PRODUCTS_DIR, load_profiles
 from coldchain.simulation.fleet import build_fleet
 from coldchain.streaming import ShipmentMonitor
 
 M = MS_PER_MIN
+T0 = 1_764_115_200_000  # 2025-11-26T00:00:00Z
 
 
 def test_fit_recovers_a_straight_line():
@@ -122,3 +125,32 @@ def test_prediction_does_not_depend_on_how_readings_were_batched():
     assert expected
     assert expected[0][0] is True
     assert [(c.opened, c.forecast.made_ms) for c in at_once.take_changes().predictions] == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.integers(min_value=1, max_value=180), min_size=2, max_size=400),
+    temps=st.lists(st.floats(min_value=-195, max_value=40), min_size=400, max_size=400),
+    window_min=st.sampled_from([15.0, 60.0, 240.0]),
+)
+def test_trend_window_reading_by_reading_equals_a_refit_of_the_window(steps, temps, window_min):
+    # The monitor's O(1) running sums must give the line a full refit gives, also after
+    # the anchor moves (series longer than a day) and after a resync.
+    ts = [T0 + sum(steps[: i + 1]) * 60_000 for i in range(len(steps))]
+    values = temps[: len(ts)]
+    window = TrendWindow(window_min)
+    for i in range(len(ts)):
+        window.push(ts[: i + 1], values[: i + 1])
+        got = window.trend(ts[: i + 1])
+        recent = [
+            (t, v) for t, v in zip(ts[: i + 1], values, strict=False) if t >= ts[i] - window_min * M
+        ]
+        line = fit(recent)
+        if line is None or got is None:
+            assert (line is None) == (got is None) or len(recent) < 2
+            continue
+        slope, fitted = line
+        assert got.points == len(recent)
+        assert got.span_ms == ts[i] - recent[0][0]
+        assert got.slope_c_per_min == pytest.approx(slope, rel=1e-6, abs=1e-9)
+        assert got.fitted_c == pytest.approx(fitted, rel=1e-9, abs=1e-6)
