@@ -19,9 +19,9 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
-from coldchain.errors import ColdchainError, ConfigError, NotFoundError
+from coldchain.errors import ColdchainError, ConfigError, ImportInterruptedError, NotFoundError
 from coldchain.models import Shipment, ShipmentStatus, dt_to_ms, iso, valid_id
 from coldchain.service import Context, evaluate_shipments
 
@@ -43,7 +43,11 @@ app.add_typer(shipment_app, name="shipment")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dead_app, name="dead-letters")
 
-out = Console()
+PIPE_WIDTH = 240
+"""Columns of human output when stdout is not a terminal."""
+# Piped or redirected output is read by scripts and copied from: as wide as a line
+# needs, so no id or time is ever cut to "…" (a terminal keeps its own width).
+out = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
 err = Console(stderr=True, soft_wrap=True)  # an error message is one line, never wrapped
 
 ConfigOpt = Annotated[
@@ -71,6 +75,11 @@ def _ctx(config: Path | None, *, create: bool = False) -> Context:
     except ColdchainError as exc:
         _fail(exc)
     return ctx
+
+
+def _key(header: str) -> Column:
+    """A column people copy from (an id, a time): never wrapped or cut, others give way."""
+    return Column(header, no_wrap=True, min_width=len(header))
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -267,7 +276,7 @@ def shipment_list(
     if not shipments:
         out.print("no shipments" + (f" with status {status.value}" if status else ""))
         return
-    table = Table("id", "product", "lane", "loggers", "status", "start")
+    table = Table(_key("id"), "product", "lane", "loggers", "status", "start")
     for s in shipments:
         table.add_row(
             s.id,
@@ -400,6 +409,9 @@ def import_file(
             replace_profile=replace_profile,
             delivered=delivered,
         )
+    except ImportInterruptedError as exc:  # Ctrl-C: say what stayed stored
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(130) from None
     except (ColdchainError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
@@ -467,6 +479,10 @@ def evaluate(
         return
     colour = {"PASS": "green", "REVIEW": "yellow", "FAIL": "red"}[ev.verdict]
     out.print(f"[bold]{s.id}[/] {s.product} {s.lane}: [bold {colour}]{ev.verdict}[/]")
+    if ev.profile.id != s.product:  # e.g. --profile from-device: say what the limits are
+        out.print(
+            f"  evaluated against profile {ev.profile.id} ({ev.profile.name})", highlight=False
+        )
     mkt_absent = NONE if ev.profile.mkt else "n/a (disabled by profile)"
     out.print(
         f"readings {doc['readings']}, min {_celsius(doc['min_c'])}, "
@@ -564,7 +580,9 @@ def alerts_list(
         )
         out.print(f"no alerts {where}".rstrip(), highlight=False)
         return
-    table = Table("id", "shipment", "type", "severity", "triggered", "state", "deliveries")
+    table = Table(
+        _key("id"), _key("shipment"), "type", "severity", _key("triggered"), "state", "deliveries"
+    )
     for r in records:
         state_text = r["state"]
         if r["resolution"]:

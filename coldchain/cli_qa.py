@@ -93,6 +93,9 @@ def _password(from_stdin: bool, *, confirm: bool = False) -> str:
     """The signer's password: stdin's first line, or a hidden prompt (never an option)."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        # a hidden prompt needs a terminal; without one getpass would echo or warn
+        raise SigningError("no terminal to ask the password on: pipe it with --password-stdin")
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 

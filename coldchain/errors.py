@@ -11,6 +11,7 @@ boundary with ``raise X from exc``.
     ├── ConfigError            a configuration or profile file is invalid (file, field, reason)
     ├── DecodeError            a telemetry payload cannot be accepted (reason, for the dead letter)
     ├── ImportFileError        an offline logger file cannot be read (file, line, reason)
+    │   └── ImportInterruptedError  an import stopped part-way (Ctrl-C): what is stored stays
     ├── StoreError             the store failed or holds inconsistent data
     │   └── NotFoundError      a shipment, logger or alert id does not exist
     ├── ShipmentError          a shipment cannot be created or changed as asked
@@ -65,6 +66,10 @@ class ImportFileError(ColdchainError):
         self.reason = reason
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {reason}")
+
+
+class ImportInterruptedError(ImportFileError):
+    """An import was interrupted part-way; the packs already committed stay stored."""
 
 
 class StoreError(ColdchainError):

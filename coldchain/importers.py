@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,7 +39,10 @@ def parse_csv(text: str, *, source: str) -> list[FileReading]:
     reason, so that a half-imported shipment never exists.
     """
     rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
+    try:
+        header = next(rows, None)
+    except csv.Error as exc:
+        raise ImportFileError(f"not a CSV header: {exc}", file=source, line=1) from None
     if header is None:
         raise ImportFileError("the file is empty; expected a header 'ts,temp_c'", file=source)
     names = [h.strip().lower() for h in header]
@@ -48,29 +52,47 @@ def parse_csv(text: str, *, source: str) -> list[FileReading]:
         )
     its, itemp = names.index("ts"), names.index("temp_c")
     out: list[FileReading] = []
-    for line, row in enumerate(rows, start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) <= max(its, itemp):
-            raise ImportFileError(
-                f"expected {len(names)} columns, found {len(row)}", file=source, line=line
-            )
-        raw_ts, raw_temp = row[its].strip(), row[itemp].strip()
-        try:
-            ts: str | float = float(raw_ts) if _is_number(raw_ts) else raw_ts
-            ts_ms = parse_ts_ms(ts)
-        except DecodeError as exc:
-            raise ImportFileError(exc.reason, file=source, line=line) from None
-        try:
-            temp = float(raw_temp)
-        except ValueError:
-            raise ImportFileError(
-                f"temp_c: {raw_temp!r} is not a number", file=source, line=line
-            ) from None
-        out.append(FileReading(ts_ms, temp, line))
+    line = 1
+    try:
+        for line, row in enumerate(rows, start=2):
+            reading = _row(row, names, its, itemp, source=source, line=line)
+            if reading is not None:
+                out.append(reading)
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise ImportFileError(f"not a CSV row: {exc}", file=source, line=line + 1) from None
     if not out:
         raise ImportFileError("the file has a header but no readings", file=source)
     return out
+
+
+def _row(
+    row: list[str], names: list[str], its: int, itemp: int, *, source: str, line: int
+) -> FileReading | None:
+    """One data row; None for a blank one."""
+    if not row or all(not cell.strip() for cell in row):
+        return None
+    if len(row) <= max(its, itemp):
+        raise ImportFileError(
+            f"expected {len(names)} columns, found {len(row)}", file=source, line=line
+        )
+    raw_ts, raw_temp = row[its].strip(), row[itemp].strip()
+    try:
+        ts: str | float = float(raw_ts) if _is_number(raw_ts) else raw_ts
+        ts_ms = parse_ts_ms(ts)
+        iso(ts_ms)  # representable as RFC 3339 (years 1-9999), as the store and dossier need
+    except DecodeError as exc:
+        raise ImportFileError(exc.reason, file=source, line=line) from None
+    except (OverflowError, ValueError, OSError):
+        raise ImportFileError(
+            f"ts: {raw_ts[:40]!r} is outside the years 1 to 9999", file=source, line=line
+        ) from None
+    try:
+        temp = float(raw_temp)
+    except ValueError:
+        raise ImportFileError(
+            f"temp_c: {raw_temp[:40]!r} is not a number", file=source, line=line
+        ) from None
+    return FileReading(ts_ms, temp, line)
 
 
 def _is_number(text: str) -> bool:
@@ -108,5 +130,8 @@ def to_line_messages(
     topic = telemetry_topic(logger_id, prefix=prefix)
     where = f"import:{source}"
     for r in readings:
-        body = orjson.dumps({"logger_id": logger_id, "ts": iso(r.ts_ms), "temp_c": r.temp_c})
+        # JSON has no NaN or infinity: such a value travels as its text, so the
+        # dead letter says "got 'nan'" rather than "got None"
+        temp: float | str = r.temp_c if math.isfinite(r.temp_c) else str(r.temp_c)
+        body = orjson.dumps({"logger_id": logger_id, "ts": iso(r.ts_ms), "temp_c": temp})
         yield (topic, body, received_ms), (where, f"line {r.line}")

@@ -21,7 +21,7 @@ from typing import Literal
 
 from coldchain import berlinger
 from coldchain.alerts import Alert
-from coldchain.errors import ImportFileError, ShipmentError
+from coldchain.errors import ImportFileError, ImportInterruptedError, ShipmentError
 from coldchain.importers import PACK_SIZE, FileReading, parse_csv, to_line_messages
 from coldchain.models import Shipment, ShipmentStatus, iso, valid_id
 from coldchain.pipeline import Pipeline
@@ -198,9 +198,19 @@ def import_file(
             prefix=ctx.settings.broker.topic_prefix,
         )
     )
-    for i in range(0, len(batch), PACK_SIZE):
-        part = batch[i : i + PACK_SIZE]
-        raised += pipeline.handle([m for m, _ in part], origins=[o for _, o in part])
+    try:
+        for i in range(0, len(batch), PACK_SIZE):
+            part = batch[i : i + PACK_SIZE]
+            raised += pipeline.handle([m for m, _ in part], origins=[o for _, o in part])
+    except KeyboardInterrupt:
+        # each pack is its own transaction: what was committed stays, and a second
+        # import of the same file stores the rest (the first part are duplicates)
+        c = pipeline.counters
+        msg = (
+            f"interrupted: {c.readings} new of {len(readings)} readings stored "
+            f"({c.duplicates} duplicates); import the file again to store the rest"
+        )
+        raise ImportInterruptedError(msg, file=str(path)) from None
     c = pipeline.counters
     return ImportReport(
         kind,

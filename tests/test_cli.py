@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -213,6 +216,7 @@ def test_cli_evaluate_text_shows_the_device_reconciliation(cli):
     assert "min device 0.9 °C, coldchain 0.9 °C: agrees" in text
     assert "MKT device 10.5 °C, coldchain 10.5" in text
     assert "alarm device-1 (device-1): device fired, coldchain fired: agrees" in text
+    assert "evaluated against profile from-device-RCPJ00010" in text
 
 
 def test_cli_empty_lists_say_so_and_unknown_filters_are_errors(cli):
@@ -257,3 +261,40 @@ def test_cli_alerts_list_names_the_resolver_and_the_acknowledger(cli, tmp_path, 
     shown = cli("alerts", "show", second)
     assert "acknowledgement: M. Ong at " in shown
     assert not shown.rstrip().endswith(":")
+
+
+def test_cli_alerts_list_piped_shows_whole_ids_an_operator_can_ack(cli, tmp_path):
+    # What an operator copies from `alerts list | grep …` must be the whole id, not "AL-7903b…".
+    cli("shipment", "create", "S-1", "--product", "vaccine-2-8", "--logger", "LG-1")
+    csv = tmp_path / "r.csv"
+    csv.write_text(
+        "ts,temp_c\n"
+        + "\n".join(f"2026-11-20T{h:02d}:00:00Z,{12 if h < 3 else 5}" for h in range(6))
+    )
+    cli("import", str(csv), "--shipment", "S-1")
+    ids = [a["id"] for a in orjson.loads(cli("alerts", "list", "--json"))]
+    assert ids
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run(
+        [str(Path(sys.executable).parent / "coldchain"), "alerts", "list"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    for alert_id in ids:
+        assert alert_id in piped
+    cli("alerts", "ack", ids[0], "--by", "J. Tan")
+
+
+def test_cli_signer_add_without_a_terminal_says_to_use_password_stdin(cli, tmp_path):
+    # a password is never read from a non-terminal prompt (no GetPassWarning, no echo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
+    env["COLDCHAIN_STORE"] = f"sqlite:///{tmp_path}/cli.db"
+    exe = str(Path(sys.executable).parent / "coldchain")
+    proc = subprocess.run(
+        [exe, "signer", "add", "c.x", "--full-name", "Chris X"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--password-stdin" in proc.stderr
+    assert "Warning" not in proc.stderr
+    assert "no signers registered" in cli("signer", "list")
