@@ -631,24 +631,19 @@ class SqliteStore:
             "FROM audit_log WHERE true"
         )
         args: list[Any] = []
-        if entity_id is not None:
-            sql += " AND entity_id = ?"
-            args.append(entity_id)
+        for clause, value in (
+            ("entity_id = ?", entity_id),
+            ("entity = ?", entity),
+            ("action = ?", action),
+            ("ts_ms >= ?", since_ms),
+            ("ts_ms <= ?", until_ms),
+        ):
+            if value is not None:
+                sql += f" AND {clause}"
+                args.append(value)
         if entity_ids is not None:
             sql += f" AND entity_id IN ({','.join('?' * len(entity_ids))})"
             args.extend(entity_ids)
-        if entity is not None:
-            sql += " AND entity = ?"
-            args.append(entity)
-        if action is not None:
-            sql += " AND action = ?"
-            args.append(action)
-        if since_ms is not None:
-            sql += " AND ts_ms >= ?"
-            args.append(since_ms)
-        if until_ms is not None:
-            sql += " AND ts_ms <= ?"
-            args.append(until_ms)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
         return [_row_audit(r) for r in rows]
