@@ -9,9 +9,8 @@ http.client, smtplib, the MQTT client) are mapped here, at the boundary.
 ::
 
     LogChannel       one line on the ``coldchain.alerts`` logger
-    MqttChannel      the alert topic (docs/PROTOCOL.md), QoS 1, through coldchain's broker
-    connection;
-                     delivered once the broker acknowledged it (PUBACK)
+    MqttChannel      the alert topic (docs/PROTOCOL.md), QoS 1, through coldchain's
+                     broker connection; delivered once the broker acknowledged it (PUBACK)
     WebhookChannel   JSON POST, signed (``X-Coldchain-Signature``, ``X-Coldchain-Timestamp``);
                      2xx is delivered, 408/425/429/5xx and network errors are transient
     EmailChannel     plain text + HTML over SMTP (STARTTLS and login when configured);

@@ -397,7 +397,7 @@ def import_file(
     """
     from coldchain.importing import import_file as run_import  # noqa: PLC0415 - heavy import
 
-    ctx = _ctx(config, create=True)
+    ctx = _ctx(config)  # the shipment must exist already, so must its store
     try:
         report = run_import(
             ctx,

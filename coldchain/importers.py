@@ -2,8 +2,9 @@
 out.
 
 Imported readings then go through the same :class:`~coldchain.pipeline.Pipeline`
-as MQTT readings: :func:`to_messages` packs them as native JSON telemetry of
-the shipment's primary logger.
+as MQTT readings: :func:`to_line_messages` makes one native-JSON message per
+reading, with the file and line its rejects are dead-lettered under
+(:func:`to_messages` packs them instead, as a logger's buffered upload would).
 """
 
 from __future__ import annotations

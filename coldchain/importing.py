@@ -93,6 +93,14 @@ def import_file(
     changes nothing.
     """
     shipment = ctx.store.get_shipment(shipment_id)
+    if shipment.status == ShipmentStatus.CLOSED:
+        # as for custody events: a closed record may already be signed; it stays as it was
+        closed = f" at {iso(shipment.end_ms)}" if shipment.end_ms is not None else ""
+        msg = (
+            f"shipment {shipment.id} is closed{closed}; an import would change its record "
+            "(readings, loggers, profile), which is refused after close"
+        )
+        raise ShipmentError(msg)
     text = read_text(path)
     kind: FileFormat = (
         detect_format(text) if fmt is None else ("berlinger" if fmt == "berlinger" else "csv")
@@ -133,7 +141,7 @@ def import_file(
             raise ImportFileError(
                 "the device file has no stop time for --delivered", file=str(path)
             )
-        if shipment.end_ms is not None:
+        if shipment.end_ms is not None and shipment.end_ms != end_ms:
             msg = f"shipment {shipment.id} already ended at {iso(shipment.end_ms)}; --delivered"
             raise ShipmentError(msg + " would move its end")
         later = _readings_of(ctx, changed, after_ms=end_ms)
@@ -143,8 +151,9 @@ def import_file(
                 f"{iso(end_ms)}; --delivered would leave them out of the evaluation"
             )
             raise ShipmentError(msg)
-        changed = replace(changed, end_ms=end_ms, status=ShipmentStatus.DELIVERED)
-        changes.append(f"delivered at the device's stop time {iso(end_ms)}")
+        if shipment.end_ms != end_ms:  # the same end again (a re-run) changes nothing
+            changed = replace(changed, end_ms=end_ms, status=ShipmentStatus.DELIVERED)
+            changes.append(f"delivered at the device's stop time {iso(end_ms)}")
     now = ctx.clock.now_ms()
     with ctx.store.transaction():
         if changed != shipment:
@@ -189,16 +198,16 @@ def import_file(
         ctx.store, ctx.profiles, ctx.settings, clock=ctx.clock, alerting=ctx.alerting
     )
     raised: list[Alert] = []
-    batch = list(
-        to_line_messages(
-            readings,
-            logger_id=target,
-            received_ms=now,
-            source=path.name,
-            prefix=ctx.settings.broker.topic_prefix,
-        )
-    )
     try:
+        batch = list(
+            to_line_messages(
+                readings,
+                logger_id=target,
+                received_ms=now,
+                source=path.name,
+                prefix=ctx.settings.broker.topic_prefix,
+            )
+        )
         for i in range(0, len(batch), PACK_SIZE):
             part = batch[i : i + PACK_SIZE]
             raised += pipeline.handle([m for m, _ in part], origins=[o for _, o in part])

@@ -263,9 +263,8 @@ class Pipeline:
                             parsed.ident, (), (), status.battery_pct, now, received_ms=received_ms
                         )
                     )
-                elif (
-                    parsed.kind == "events"
-                ):  # custody (docs/DOSSIER.md, custody and shipment details): stored and audited
+                elif parsed.kind == "events":
+                    # custody (docs/DOSSIER.md, custody and shipment details): stored, audited
                     event = decode_custody_event(
                         payload, shipment_id=parsed.ident, received_ms=received_ms
                     )

@@ -15,9 +15,8 @@ an alarm fires while a logger sits silent beyond a limit.
 
 Besides new alarm firings it reports (through :meth:`take_changes`):
 
-* **revisions** (docs/EVALUATION.md, streaming equals batch): late readings that change a firing
-  already
-  reported — its episode now starts earlier, its time moved, or it no longer
+* **revisions** (docs/EVALUATION.md, streaming equals batch): late readings that
+  change a firing already reported — its episode now starts earlier, its time moved, or it no longer
   fires at all. A firing is withdrawn only when the data contradicts it,
   judged at the longest hold the last reading could have, never merely for
   lack of proof yet;
@@ -145,9 +144,6 @@ class ShipmentMonitor:
     def last_ms(self) -> int | None:
         return self._ts[-1] if self._ts else None
 
-    def last_temp_c(self) -> float | None:
-        return self._temps[-1] if self._temps else None
-
     def points(self) -> list[tuple[int, float]]:
         return list(zip(self._ts, self._temps, strict=True))
 
@@ -206,8 +202,9 @@ class ShipmentMonitor:
                 self._append(ts, float(temp))
                 # Reading by reading, not once per batch: a forecast that opens and is
                 # overtaken by the crossing inside one batch must open all the same, so
-                # predictions do not depend on how arrivals were batched. The trend's
-                # sums move with each reading (O(1)), so this costs no refit.
+                # in-order arrivals predict alike however they were batched. The trend's
+                # sums move with each reading (O(1)), so this costs no refit. (After a
+                # late reading the batch's rest is predicted once, at its end.)
                 if self._trend is not None:
                     self._trend.push(self._ts, self._temps)
                     self._predict()
@@ -233,6 +230,7 @@ class ShipmentMonitor:
             self._closed = {k: [] for k in self._keys}
             self._open = dict.fromkeys(self._keys)
             self._revise()
+            self._resync_trend()
             return []
         self._rebuild()
         self._revise()

@@ -299,3 +299,34 @@ def test_import_rejected_row_dead_letter_names_file_and_line(cli):
     assert letter["reason"].startswith("line 3: ")
     assert "temp_c" in letter["reason"]
     assert letter["logger_id"] == "LG-1"
+
+
+def test_import_into_a_closed_shipment_is_refused_and_changes_nothing(cli: Cli) -> None:
+    cli("shipment", "create", "S-C", "--product", "vaccine-2-8", "--logger", "LG-1")
+    cli("import", str(cli.csv("a.csv", ["2026-11-26T00:00:00Z,5", "2026-11-26T00:10:00Z,5"])),
+        "--shipment", "S-C")  # fmt: skip
+    cli("shipment", "close", "S-C", "--end", "2026-11-26T01:00:00Z")
+    before = cli.json("evaluate", "S-C")
+    out = cli.fails(
+        "import", str(QTAG), "--shipment", "S-C", "--logger", "RCPJ00010",
+        "--profile", "from-device", "--replace-profile",
+    )  # fmt: skip
+    assert "S-C is closed" in " ".join(out.split())
+    after = cli.json("evaluate", "S-C")
+    assert isinstance(before, dict)
+    assert isinstance(after, dict)
+    for key in ("verdict", "readings", "profile"):
+        assert after[key] == before[key]
+    shown = cli.json("shipment", "show", "S-C")
+    assert isinstance(shown, dict)
+    assert shown["loggers"] == ["LG-1"]
+
+
+def test_import_delivered_run_again_is_a_no_op_not_an_error(cli: Cli) -> None:
+    # what an interrupted import tells the user to do: run the same command again
+    cli("shipment", "create", "S-D", "--product", "vaccine-2-8", "--logger", "RCPJ00010")
+    cli("import", str(QTAG), "--shipment", "S-D", "--delivered")
+    again = " ".join(cli("import", str(QTAG), "--shipment", "S-D", "--delivered").split())
+    assert "imported 0 new readings" in again
+    assert "124 duplicates" in again
+    assert "delivered at" not in again  # nothing changed the second time

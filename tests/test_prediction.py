@@ -154,3 +154,14 @@ def test_trend_window_reading_by_reading_equals_a_refit_of_the_window(steps, tem
         assert got.span_ms == ts[i] - recent[0][0]
         assert got.slope_c_per_min == pytest.approx(slope, rel=1e-6, abs=1e-9)
         assert got.fitted_c == pytest.approx(fitted, rel=1e-9, abs=1e-6)
+
+
+def test_monitor_emptied_by_replace_then_fed_again_predicts_without_error():
+    profile = load_profiles(SHIPPED_PRODUCTS_DIR).get("cart-ln2")
+    monitor = ShipmentMonitor("S-1", profile)
+    monitor.add([(T0 + i * M, -185.0 + 0.5 * i) for i in range(40)])  # warming: a forecast opens
+    assert any(c.opened for c in monitor.take_changes().predictions)
+    monitor.replace([])
+    assert [c.opened for c in monitor.take_changes().predictions] == [False]
+    monitor.add([(T0 + 100 * M, -180.0)])
+    assert monitor.take_changes().predictions == []

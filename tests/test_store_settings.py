@@ -69,12 +69,19 @@ def test_store_folder_named_in_the_config_file_is_reported_as_the_files_setting(
 
 
 @pytest.mark.parametrize(
-    "args", [["shipment", "list"], ["alerts", "list"], ["dead-letters", "list"]]
+    "args",
+    [
+        ["shipment", "list"],
+        ["alerts", "list"],
+        ["dead-letters", "list"],
+        ["import", "readings.csv", "--shipment", "S-1"],  # needs a shipment, so a store
+    ],
 )
 def test_read_only_command_on_a_missing_store_file_fails_and_creates_no_file(
     run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args
 ):
     db = tmp_path / "typo.db"
+    (tmp_path / "readings.csv").write_text("ts,temp_c\n2026-11-26T00:00:00Z,5\n")
     monkeypatch.setenv("COLDCHAIN_STORE", f"sqlite:///{db}")
     out = run(*args, code=2)
     assert f"store file {db} does not exist" in out
