@@ -212,12 +212,13 @@ def import_file(
             part = batch[i : i + PACK_SIZE]
             raised += pipeline.handle([m for m, _ in part], origins=[o for _, o in part])
     except KeyboardInterrupt:
-        # each pack is its own transaction: what was committed stays, and a second
-        # import of the same file stores the rest (the first part are duplicates)
-        c = pipeline.counters
+        # Each pack is its own transaction: what was committed stays, and a second
+        # import of the same file stores the rest. The count comes from the store, not
+        # the pipeline's counters, which a signal can cut off between commit and count.
+        stored = _file_readings_stored(ctx, target, readings)
         msg = (
-            f"interrupted: {c.readings} new of {len(readings)} readings stored "
-            f"({c.duplicates} duplicates); import the file again to store the rest"
+            f"interrupted: {stored} of the file's {len(readings)} readings are stored; "
+            "import the file again to store the rest"
         )
         raise ImportInterruptedError(msg, file=str(path)) from None
     c = pipeline.counters
@@ -258,6 +259,15 @@ def _target_logger(
         f"under {shipment.loggers[0]}"
     )
     raise ImportFileError(msg, file=str(path))
+
+
+def _file_readings_stored(ctx: Context, logger_id: str, readings: list[FileReading]) -> int:
+    """How many of a file's readings (by device time) the logger has in the store."""
+    if not readings:
+        return 0
+    times = {r.ts_ms for r in readings}
+    held = ctx.store.readings_for_loggers([logger_id], start_ms=min(times), end_ms=max(times) + 1)
+    return len(times & {r.ts_ms for r in held})
 
 
 def _readings_of(ctx: Context, shipment: Shipment, *, after_ms: int | None = None) -> int:

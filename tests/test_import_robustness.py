@@ -92,7 +92,9 @@ def test_import_interrupted_says_what_it_stored_and_a_rerun_finishes(run, tmp_pa
     assert "Traceback" not in errs
     stored = _stored(tmp_path / "cc.db")
     assert 0 < stored < 300_000
-    assert f"interrupted: {stored} new of 300000 readings stored" in " ".join(errs.split())
+    assert f"interrupted: {stored} of the file's 300000 readings are stored" in " ".join(
+        errs.split()
+    )
     again = run("import", "big.csv", "--shipment", "S-1")
     assert f"imported {300_000 - stored} new readings" in " ".join(again.split())
     assert _stored(tmp_path / "cc.db") == 300_000
