@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,6 +77,15 @@ def _plain(exc: Exception) -> PydanticCustomError:
     return PydanticCustomError("coldchain", "{reason}", {"reason": str(exc)})
 
 
+def _checked(value: str, check: Callable[[str], object], *errors: type[Exception]) -> str:
+    """``value`` once ``check`` accepts it; its error becomes the field's one-line reason."""
+    try:
+        check(value)
+    except errors as exc:
+        raise _plain(exc) from None
+    return value
+
+
 class StoreSettings(_Frozen):
     url: str = DEFAULT_STORE_URL
 
@@ -85,11 +94,7 @@ class StoreSettings(_Frozen):
     def _known_form(cls, value: str) -> str:
         from coldchain.store import store_path  # noqa: PLC0415 - the store package is heavier
 
-        try:
-            store_path(value)
-        except ConfigError as exc:
-            raise _plain(exc) from None
-        return value
+        return _checked(value, store_path, ConfigError)
 
 
 class BrokerSettings(_Frozen):
@@ -108,21 +113,12 @@ class BrokerSettings(_Frozen):
         from coldchain.errors import BrokerError  # noqa: PLC0415
         from coldchain.mqtt import parse_broker_url  # noqa: PLC0415 - paho is heavier
 
-        if value is not None:
-            try:
-                parse_broker_url(value)
-            except BrokerError as exc:
-                raise _plain(exc) from None
-        return value
+        return None if value is None else _checked(value, parse_broker_url, BrokerError)
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        try:
-            parse_listen(value)
-        except ValueError as exc:
-            raise _plain(exc) from None
-        return value
+        return _checked(value, parse_listen, ValueError)
 
     @property
     def listen_address(self) -> tuple[str, int]:
